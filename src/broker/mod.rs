@@ -1,0 +1,1 @@
+//! The only module that knows AMQP (lapin): connect, consume, publish with confirms, delay queues.

@@ -1,0 +1,17 @@
+//! dlqd: a rules-driven dead-letter-queue handler for RabbitMQ.
+//!
+//! Pure logic in the middle (`rules`, `message`, `dead_letter`, `decide`, `backoff`),
+//! I/O at the edges (`capture` for files, `broker` for AMQP, `cli` for the command line).
+//! See ARCHITECTURE.md for the code map and the invariants.
+
+pub mod backoff;
+pub mod broker;
+pub mod capture;
+pub mod cli;
+pub mod daemon;
+pub mod dead_letter;
+pub mod decide;
+pub mod dry_run;
+pub mod message;
+pub mod rules;
+pub mod shutdown;

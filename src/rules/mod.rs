@@ -1,0 +1,26 @@
+//! The rules language: syntax (nom, with positions) → lowering (validation, compiled
+//! patterns) → the typed [`Table`]; diagnostics as data; lint warnings.
+
+pub mod diagnostic;
+pub mod lint;
+pub mod lower;
+pub mod pattern;
+pub mod syntax;
+pub mod table;
+
+pub use diagnostic::Diagnostic;
+pub use pattern::Pattern;
+pub use table::*;
+
+/// The result of checking one rules source: the table when there were no errors,
+/// and every diagnostic (errors and warnings) in source order.
+#[derive(Debug)]
+pub struct Checked {
+    pub table: Option<Table>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Parse, validate and lint a rules source. `path` is used only in diagnostics.
+pub fn check_source(_path: &str, _source: &str) -> Checked {
+    todo!("rules parser")
+}

@@ -1,0 +1,225 @@
+//! The validated rule table: what the parser's output is lowered into and what the decision engine reads.
+//!
+//! Everything here is plain data with compiled patterns. No parsing, no I/O.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::rules::pattern::Pattern;
+
+/// A whole rules file, validated: optional control data and the rules in order.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    pub control: Control,
+    pub rules: Vec<Rule>,
+}
+
+/// Control data: the optional first entry of a rules file. Command-line flags override it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Control {
+    /// `INPUTQ(queue)`: the DLQ to consume.
+    pub input_queue: Option<String>,
+    /// `RETRYINT(duration)`: how often messages left on the DLQ are examined again.
+    pub retry_interval: Duration,
+    /// `WAIT(YES|NO|duration)`.
+    pub wait: Wait,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control {
+            input_queue: None,
+            retry_interval: Duration::from_secs(60),
+            wait: Wait::Yes,
+        }
+    }
+}
+
+/// `WAIT(...)`: when the handler stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Run until stopped.
+    Yes,
+    /// Stop when the DLQ holds nothing the handler can act on now.
+    No,
+    /// Stop after this long without new work.
+    For(Duration),
+}
+
+/// One rule: where it is written, what it matches, what it does.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// 1-based line on which the rule starts.
+    pub line: u32,
+    pub patterns: Patterns,
+    pub action: Action,
+}
+
+/// The pattern keywords of a rule. `None` (or an empty `headers`) matches anything.
+#[derive(Debug, Clone, Default)]
+pub struct Patterns {
+    pub destq: Option<Pattern>,
+    pub destex: Option<Pattern>,
+    /// Matches when any of the message's routing keys matches.
+    pub rkey: Option<Pattern>,
+    pub reason: Option<Pattern>,
+    pub persist: Option<bool>,
+    pub appid: Option<Pattern>,
+    pub userid: Option<Pattern>,
+    pub msg_type: Option<Pattern>,
+    pub content_type: Option<Pattern>,
+    pub msgid: Option<Pattern>,
+    pub replyto: Option<Pattern>,
+    /// `HDR(name=pattern)`, all must match; an absent header never matches.
+    pub headers: Vec<(String, Pattern)>,
+    pub size: Option<SizeBound>,
+}
+
+impl Patterns {
+    /// True when no pattern is set: the rule matches every message.
+    pub fn is_catch_all(&self) -> bool {
+        self.destq.is_none()
+            && self.destex.is_none()
+            && self.rkey.is_none()
+            && self.reason.is_none()
+            && self.persist.is_none()
+            && self.appid.is_none()
+            && self.userid.is_none()
+            && self.msg_type.is_none()
+            && self.content_type.is_none()
+            && self.msgid.is_none()
+            && self.replyto.is_none()
+            && self.headers.is_empty()
+            && self.size.is_none()
+    }
+}
+
+/// `SIZE(>N)` or `SIZE(<N)`, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeBound {
+    Greater(u64),
+    Less(u64),
+}
+
+impl SizeBound {
+    pub fn matches(self, size: u64) -> bool {
+        match self {
+            SizeBound::Greater(n) => size > n,
+            SizeBound::Less(n) => size < n,
+        }
+    }
+}
+
+/// What a rule does with a message it applies to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Retry(Retry),
+    Forward(Forward),
+    Discard { archive: Option<PathBuf> },
+    Leave,
+}
+
+impl Action {
+    /// The action's name as reports print it: `retry|forward|discard|leave`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Retry(_) => "retry",
+            Action::Forward(_) => "forward",
+            Action::Discard { .. } => "discard",
+            Action::Leave => "leave",
+        }
+    }
+}
+
+/// `ACTION(RETRY) RETRY(n) DELAY(...) BACKOFF(x) MAXDELAY(d)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retry {
+    /// `RETRY(n)`; `None` is `RETRY(*)`, unlimited.
+    pub limit: Option<u32>,
+    pub delay: DelaySchedule,
+}
+
+/// The delay before each retry attempt.
+///
+/// Attempt `k` (1-based) waits `steps[k-1]` while `k <= steps.len()`; after that the
+/// last step is multiplied by `backoff` once per further attempt, capped at `max`.
+/// `DELAY(d)` is `steps = [d]`; `DELAY(d1,d2,...)` is the list (its last entry
+/// repeats unless a BACKOFF is given).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DelaySchedule {
+    pub steps: Vec<Duration>,
+    pub backoff: f64,
+    pub max: Duration,
+}
+
+impl Default for DelaySchedule {
+    fn default() -> Self {
+        DelaySchedule {
+            steps: vec![Duration::ZERO],
+            backoff: 1.0,
+            max: Duration::ZERO,
+        }
+    }
+}
+
+/// `ACTION(FWD)`: where to and whether to keep the death history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forward {
+    pub target: ForwardTarget,
+    /// `HEADER(YES|NO)`; `false` strips `x-death` and `x-first-death-*`.
+    pub keep_headers: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ForwardTarget {
+    /// `FWDQ(queue)`: through the default exchange.
+    Queue(Template),
+    /// `FWDEX(exchange) FWDRKEY(key)`; without FWDRKEY the message's own routing key is used.
+    Exchange {
+        exchange: Template,
+        routing_key: Option<Template>,
+    },
+}
+
+/// A target name with `&DESTQ`-style substitutions.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Template {
+    pub parts: Vec<TemplatePart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    Literal(String),
+    Var(Var),
+}
+
+/// A substitution variable in a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Var {
+    DestQ,
+    DestEx,
+    RKey,
+    Reason,
+    ReplyTo,
+}
+
+impl Template {
+    /// A template with no substitutions.
+    pub fn literal(s: impl Into<String>) -> Self {
+        Template {
+            parts: vec![TemplatePart::Literal(s.into())],
+        }
+    }
+
+    /// The literal text when the template has no substitutions.
+    pub fn as_literal(&self) -> Option<String> {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                TemplatePart::Literal(s) => out.push_str(s),
+                TemplatePart::Var(_) => return None,
+            }
+        }
+        Some(out)
+    }
+}
