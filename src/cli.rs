@@ -1,1 +1,140 @@
-//! TODO: cli
+//! Command-line definitions (clap) only: what the user can type, nothing it does.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The default broker URL when neither --url nor DLQD_URL is given.
+pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dlqd",
+    version,
+    about = "A rules-driven dead-letter-queue handler for RabbitMQ",
+    long_about = "dlqd reads a dead-letter queue, matches each message against a first-match \
+rules table, and retries, forwards, discards or leaves it. The same engine dry-runs a rules \
+table over captured messages."
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and validate rules files; print every error and warning.
+    Check(CheckArgs),
+    /// Apply a rules table to captured messages, without a broker.
+    DryRun(DryRunArgs),
+    /// Run the handler against a live broker.
+    Run(RunArgs),
+    /// Copy a queue's messages into a capture file without consuming them.
+    Capture(CaptureArgs),
+    /// Summarise a queue's messages (metadata only) without consuming them.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Rules files to check.
+    #[arg(required = true)]
+    pub rules: Vec<PathBuf>,
+    /// Fail (exit 1) on warnings too.
+    #[arg(long)]
+    pub deny_warnings: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct DryRunArgs {
+    /// The rules file.
+    #[arg(long)]
+    pub rules: PathBuf,
+    /// Capture files (JSON Lines); `-` reads stdin.
+    #[arg(required = true)]
+    pub captures: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// Say, for each message, why every earlier rule did not apply.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+/// Connection options shared by the commands that talk to a broker.
+#[derive(Debug, Args, Clone)]
+pub struct BrokerArgs {
+    /// Broker URL (amqp:// or amqps://).
+    #[arg(long, env = "DLQD_URL", default_value = DEFAULT_URL, hide_env_values = true, hide_default_value = true)]
+    pub url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// The rules file (or use --rule).
+    #[arg(long, required_unless_present = "rule")]
+    pub rules: Option<PathBuf>,
+    /// An inline rule, `PATTERNS ACTION(...)`; repeatable; forms the whole table.
+    #[arg(long, conflicts_with = "rules")]
+    pub rule: Vec<String>,
+    /// The DLQ to consume (overrides INPUTQ).
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Stop when the DLQ holds nothing to act on now (same as WAIT(NO)).
+    #[arg(long)]
+    pub once: bool,
+    /// Unacknowledged messages in flight at most.
+    #[arg(long, default_value_t = 500)]
+    pub prefetch: u16,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// The queue to copy.
+    #[arg(long)]
+    pub queue: String,
+    /// Copy at most N messages.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Write here instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// The queue to summarise.
+    #[arg(long)]
+    pub queue: String,
+    /// List each message's metadata too.
+    #[arg(long)]
+    pub messages: bool,
+    /// Show bodies (with --messages).
+    #[arg(long)]
+    pub show_body: bool,
+}

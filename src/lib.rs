@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod broker;
 pub mod capture;
 pub mod cli;
+pub mod commands;
 pub mod daemon;
 pub mod dead_letter;
 pub mod decide;
