@@ -4,6 +4,7 @@
 //! I/O at the edges (`capture` for files, `broker` for AMQP, `cli` for the command line).
 //! See ARCHITECTURE.md for the code map and the invariants.
 
+pub mod audit;
 pub mod backoff;
 pub mod broker;
 pub mod capture;
@@ -14,5 +15,8 @@ pub mod dead_letter;
 pub mod decide;
 pub mod dry_run;
 pub mod message;
+pub mod metrics;
+pub mod metrics_server;
+pub mod progress;
 pub mod rules;
 pub mod shutdown;

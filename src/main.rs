@@ -25,15 +25,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr; lapin's returned-message logs (which carry payloads) are filtered out.
+/// Logs go to stderr (around the progress bar of a drain, if one is drawn); lapin's returned-message logs (which carry payloads) are filtered out.
 fn init_logs(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("DLQD_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info"))
-        .add_directive("lapin::returned_messages=off".parse().expect("static directive"));
+        .add_directive(
+            "lapin::returned_messages=off"
+                .parse()
+                .expect("static directive"),
+        );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(dlqd::progress::LogWriter);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
