@@ -17,6 +17,7 @@ pub mod dry_run;
 pub mod message;
 pub mod metrics;
 pub mod metrics_server;
+pub mod observer;
 pub mod progress;
 pub mod rules;
 pub mod shutdown;

@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# The drain benchmark of SPEC §7 — run by hand, not in CI.
+#
+#   scripts/bench-drain.sh [ROUNDS]          (default 3 rounds)
+#
+# Needs: a local RabbitMQ node (127.0.0.1:5672, guest/guest; start one with
+# `rabbitmq-server -detached`), `rabbitmqctl` on PATH, and the shovel plugin. This script
+# ENABLES the shovel plugin on the local node (`rabbitmq-plugins enable rabbitmq_shovel`)
+# if it is not enabled: fine on a development node, ask first on a shared one.
+#
+# What it measures, each round, on the same machine and broker:
+#   1. shovel   — RabbitMQ's own dynamic shovel (ack-mode on-confirm, src-delete-after
+#                 queue-length) moving COUNT persistent SIZE-byte messages to another queue;
+#   2. dlqd     — `dlqd run --once` (release build) with one forward rule doing the same;
+#   3. dlqd1000 — the same with a RULES-rule table whose forward rule is the last one.
+# The clock (examples/bench_queue.rs `wait`) starts when the source queue first shrinks and
+# stops when the target holds every message, so neither mover's start-up is counted. Every
+# run checks that all COUNT messages arrived. It prints per-round rates, then medians and
+# the ratios dlqd/shovel (target >= 1) and dlqd1000/dlqd (target >= 0.90).
+# Finally it drains BIG messages under /usr/bin/time -v and prints dlqd's peak RSS
+# ("Maximum resident set size"; target < 64 MiB). BIG=0 skips that part.
+#
+# Environment: COUNT (100000), SIZE (1024), RULES (1000), BIG (1000000), KINDS (which
+# movers: "shovel dlqd dlqd1000"), PREFETCH (dlqd's default unless set), DLQD_BENCH_URL (amqp://guest:guest@127.0.0.1:5672/%2f).
+# dlqd's logs (one line per action, the default info level) go to a file in the work dir.
+set -euo pipefail
+
+ROUNDS=${1:-3}
+COUNT=${COUNT:-100000}
+SIZE=${SIZE:-1024}
+RULES=${RULES:-1000}
+BIG=${BIG:-1000000}
+KINDS=${KINDS:-shovel dlqd dlqd1000}
+URL=${DLQD_BENCH_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+PREFETCH_ARGS=()
+if [[ -n "${PREFETCH:-}" ]]; then PREFETCH_ARGS=(--prefetch "$PREFETCH"); fi
+
+cd "$(dirname "$0")/.."
+WORK=$(mktemp -d -t dlqd-bench.XXXXXX)
+PREFIX="bench.$$.$RANDOM"
+
+die() { echo "bench-drain: $*" >&2; exit 1; }
+
+cleanup() {
+    rabbitmqctl clear_parameter shovel "$PREFIX-shovel" >/dev/null 2>&1 || true
+    local left
+    left=$(rabbitmqctl -q list_queues name 2>/dev/null | grep -F "$PREFIX." || true)
+    if [[ -n $left && -x ${BQ:-} ]]; then
+        # shellcheck disable=SC2086
+        "$BQ" delete "$URL" $left >/dev/null 2>&1 || true
+    fi
+}
+trap cleanup EXIT
+
+command -v rabbitmqctl >/dev/null || die "rabbitmqctl not found (apt-get install rabbitmq-server)"
+rabbitmqctl -q await_startup --timeout 5 >/dev/null 2>&1 ||
+    die "no RabbitMQ node running: start one with 'rabbitmq-server -detached'"
+if ! rabbitmq-plugins -q list -e 2>/dev/null | grep -q 'rabbitmq_shovel '; then
+    echo "enabling the shovel plugin on the local node (rabbitmq-plugins enable rabbitmq_shovel)"
+    rabbitmq-plugins -q enable rabbitmq_shovel >/dev/null
+fi
+
+echo "building (release): dlqd and examples/bench_queue"
+cargo build -q --release --bin dlqd --example bench_queue
+DLQD=$PWD/target/release/dlqd
+BQ=$PWD/target/release/examples/bench_queue
+
+# A rules table of RULES rules whose last one forwards to the queue given as $1.
+make_rules() {
+    local file=$1 dst=$2 i
+    {
+        echo "* $RULES rules; only the last one matches the benchmark's messages"
+        for ((i = 1; i < RULES; i++)); do
+            case $((i % 4)) in
+                0) echo "MSGID(nomatch.$i.*) ACTION(DISCARD)" ;;
+                1) echo "APPID(app-$i) ACTION(FWD) FWDQ(parked.$i)" ;;
+                2) echo "HDR(x-tenant=t$i) REASON(rejected) ACTION(RETRY) RETRY(3) DELAY(1s)" ;;
+                3) echo "TYPE(/^type$i\$/) ACTION(IGNORE)" ;;
+            esac
+        done
+        echo "ACTION(FWD) FWDQ($dst)"
+    } >"$file"
+}
+
+# move_with KIND ROUND: fill a fresh queue, move it with KIND, print the rate (msg/s).
+move_with() {
+    local kind=$1 round=$2 src dst out status
+    src="$PREFIX.$kind.$round.src"
+    dst="$PREFIX.$kind.$round.dst"
+    "$BQ" fill "$URL" "$src" "$COUNT" "$SIZE" 2>>"$WORK/fill.log"
+    "$BQ" declare "$URL" "$dst"
+    "$BQ" wait "$URL" "$src" "$dst" "$COUNT" 1800 >"$WORK/wait.out" &
+    local waiter=$!
+    sleep 0.2
+    case $kind in
+        shovel)
+            rabbitmqctl -q set_parameter shovel "$PREFIX-shovel" \
+                "{\"src-protocol\":\"amqp091\",\"src-uri\":\"amqp://\",\"src-queue\":\"$src\",\"src-delete-after\":\"queue-length\",\"dest-protocol\":\"amqp091\",\"dest-uri\":\"amqp://\",\"dest-queue\":\"$dst\",\"ack-mode\":\"on-confirm\"}" >/dev/null
+            ;;
+        dlqd)
+            status=0
+            "$DLQD" run --url "$URL" --once --queue "$src" "${PREFETCH_ARGS[@]}" \
+                --rule "ACTION(FWD) FWDQ($dst)" 2>"$WORK/dlqd.$round.log" || status=$?
+            ((status == 0)) || die "dlqd exited $status; log: $WORK/dlqd.$round.log"
+            ;;
+        dlqd1000)
+            make_rules "$WORK/rules.$round" "$dst"
+            status=0
+            "$DLQD" run --url "$URL" --once --queue "$src" "${PREFETCH_ARGS[@]}" \
+                --rules "$WORK/rules.$round" 2>"$WORK/dlqd1000.$round.log" || status=$?
+            ((status == 0)) || die "dlqd exited $status; log: $WORK/dlqd1000.$round.log"
+            ;;
+    esac
+    wait "$waiter" || die "$kind round $round: not every message arrived (see above)"
+    out=$(cat "$WORK/wait.out")
+    "$BQ" delete "$URL" "$src" "$dst"
+    rabbitmqctl clear_parameter shovel "$PREFIX-shovel" >/dev/null 2>&1 || true
+    # "moved N in S s: R msg/s" -> R
+    awk '{print $(NF-1)}' <<<"$out"
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+label() {
+    case $1 in
+        shovel) echo "shovel" ;;
+        dlqd) echo "dlqd (1 rule)" ;;
+        dlqd1000) echo "dlqd ($RULES rules)" ;;
+    esac
+}
+
+echo "drain: $COUNT persistent messages of $SIZE B, $ROUNDS rounds ($KINDS); work dir $WORK"
+declare -A RATES MEDIAN
+for ((r = 1; r <= ROUNDS; r++)); do
+    line="round $r:"
+    for kind in $KINDS; do
+        rate=$(move_with "$kind" "$r")
+        RATES[$kind]+="$rate "
+        line+=" $(label "$kind") $rate msg/s,"
+    done
+    echo "${line%,}"
+done
+line="median:"
+for kind in $KINDS; do
+    # shellcheck disable=SC2086
+    MEDIAN[$kind]=$(printf '%s\n' ${RATES[$kind]} | median)
+    line+=" $(label "$kind") ${MEDIAN[$kind]} msg/s,"
+done
+echo "${line%,}"
+if [[ -n ${MEDIAN[shovel]:-} && -n ${MEDIAN[dlqd]:-} ]]; then
+    awk -v d="${MEDIAN[dlqd]}" -v s="${MEDIAN[shovel]}" 'BEGIN {r = d / s; printf "ratio dlqd/shovel: %.2f (target >= 1.00: %s)\n", r, (r >= 1 ? "met" : "NOT met")}'
+fi
+if [[ -n ${MEDIAN[dlqd1000]:-} && -n ${MEDIAN[dlqd]:-} ]]; then
+    awk -v k="${MEDIAN[dlqd1000]}" -v d="${MEDIAN[dlqd]}" -v n="$RULES" 'BEGIN {r = k / d; printf "ratio dlqd %d rules / 1 rule: %.2f (target >= 0.90: %s)\n", n, r, (r >= 0.9 ? "met" : "NOT met")}'
+fi
+
+if ((BIG > 0)); then
+    src="$PREFIX.big.src"
+    dst="$PREFIX.big.dst"
+    echo "memory: filling $src with $BIG messages of $SIZE B"
+    "$BQ" fill "$URL" "$src" "$BIG" "$SIZE" 2>>"$WORK/fill.log"
+    "$BQ" declare "$URL" "$dst"
+    status=0
+    /usr/bin/time -v -o "$WORK/time.big" "$DLQD" run --url "$URL" --once --queue "$src" \
+        "${PREFETCH_ARGS[@]}" --rule "ACTION(FWD) FWDQ($dst)" 2>"$WORK/dlqd.big.log" || status=$?
+    ((status == 0)) || die "dlqd exited $status; log: $WORK/dlqd.big.log"
+    "$BQ" wait "$URL" "$src" "$dst" "$BIG" 60 >/dev/null ||
+        die "memory run: not every message arrived"
+    KIB=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/time.big")
+    WALL=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$WORK/time.big")
+    awk -v k="$KIB" -v n="$BIG" -v w="$WALL" 'BEGIN {m = k / 1024; printf "peak RSS draining %d messages: %.1f MiB (wall %s; target < 64 MiB: %s)\n", n, m, w, (m < 64 ? "met" : "NOT met")}'
+    "$BQ" delete "$URL" "$src" "$dst"
+fi
+rm -rf "$WORK"
