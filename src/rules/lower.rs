@@ -899,7 +899,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .and_then(|s| Duration::try_from_secs_f64(s).ok())
             .ok_or_else(|| "not a number of seconds".to_string());
     }
-    humantime::parse_duration(t).map_err(|e| e.to_string())
+    humantime::parse_duration(t).map_err(|e| match e {
+        humantime::DurationError::NumberExpected(_) | humantime::DurationError::Empty => {
+            "not a duration".to_string()
+        }
+        other => other.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -1213,7 +1218,7 @@ mod tests {
             ),
             (
                 "ACTION(RETRY) MAXDELAY(soon)",
-                "E 1:24 bad duration in MAXDELAY: `soon`: expected number at 0",
+                "E 1:24 bad duration in MAXDELAY: `soon`: not a duration",
             ),
             (
                 "SIZE(1KiB) ACTION(IGNORE)",
@@ -1258,11 +1263,11 @@ mod tests {
             ),
             (
                 "WAIT(sometimes)\nACTION(IGNORE)",
-                "E 1:6 bad value for WAIT: `sometimes`: expected number at 0",
+                "E 1:6 bad value for WAIT: `sometimes`: not a duration",
             ),
             (
                 "RETRYINT(x)\nACTION(IGNORE)",
-                "E 1:10 bad duration in RETRYINT: `x`: expected number at 0",
+                "E 1:10 bad duration in RETRYINT: `x`: not a duration",
             ),
             (
                 "ACTION(IGNORE)\nINPUTQ(a)",
