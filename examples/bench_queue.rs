@@ -132,8 +132,8 @@ async fn publish_range(
                 .with_delivery_mode(2)
                 .with_message_id(format!("m{i}").into());
             // Drop the confirm future: wait_for_confirms below collects the batch.
-            let _ = ch
-                .basic_publish(
+            drop(
+                ch.basic_publish(
                     "".into(),
                     queue.as_str().into(),
                     BasicPublishOptions {
@@ -143,7 +143,8 @@ async fn publish_range(
                     &body,
                     props,
                 )
-                .await?;
+                .await?,
+            );
         }
         let returned = ch.wait_for_confirms().await?;
         if !returned.is_empty() {
