@@ -8,7 +8,7 @@
 //! cargo run --release --example bench_queue -- delete URL QUEUE...
 //! cargo run --release --example bench_queue -- declare URL QUEUE...
 //! ```
-//! `wait` polls both depths every 10 ms; the clock starts when SRC first holds fewer than
+//! `wait` polls both depths every 25 ms; the clock starts when SRC first holds fewer than
 //! COUNT messages (the mover has started) and stops when DST holds COUNT and SRC is empty,
 //! so the mover's own start-up (CLI, connection) is not counted, for either mover.
 //! It prints `moved COUNT in SECONDS s: RATE msg/s`.
@@ -192,7 +192,7 @@ async fn wait(
         if now > deadline {
             bail!("timed out: {src} holds {s}, {dst} holds {d} of {count}");
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
