@@ -13,7 +13,7 @@
 #                 queue-length) moving COUNT persistent SIZE-byte messages to another queue;
 #   2. dlqd     — `dlqd run --once` (release build) with one forward rule doing the same;
 #   3. dlqd1000 — the same with a RULES-rule table whose forward rule is the last one.
-# The clock (examples/bench_queue.rs `wait`) starts when the source queue first shrinks and
+# The clock (examples/drain_bench.rs `wait`) starts when the source queue first shrinks and
 # stops when the target holds every message, so neither mover's start-up is counted. Every
 # run checks that all COUNT messages arrived. It prints per-round rates, then medians and
 # the ratios dlqd/shovel (target >= 1) and dlqd1000/dlqd (target >= 0.90).
@@ -60,10 +60,10 @@ if ! rabbitmq-plugins -q list -e 2>/dev/null | grep -q 'rabbitmq_shovel '; then
     rabbitmq-plugins -q enable rabbitmq_shovel >/dev/null
 fi
 
-echo "building (release): dlqd and examples/bench_queue"
-cargo build -q --release --bin dlqd --example bench_queue
+echo "building (release): dlqd and examples/drain_bench"
+cargo build -q --release --bin dlqd --example drain_bench
 DLQD=$PWD/target/release/dlqd
-BQ=$PWD/target/release/examples/bench_queue
+BQ=$PWD/target/release/examples/drain_bench
 
 # A rules table of RULES rules whose last one forwards to the queue given as $1.
 make_rules() {

@@ -3,10 +3,10 @@
 //! it, delete queues.
 //!
 //! ```text
-//! cargo run --release --example bench_queue -- fill  URL QUEUE COUNT SIZE
-//! cargo run --release --example bench_queue -- wait  URL SRC DST COUNT [TIMEOUT_S]
-//! cargo run --release --example bench_queue -- delete URL QUEUE...
-//! cargo run --release --example bench_queue -- declare URL QUEUE...
+//! cargo run --release --example drain_bench -- fill  URL QUEUE COUNT SIZE
+//! cargo run --release --example drain_bench -- wait  URL SRC DST COUNT [TIMEOUT_S]
+//! cargo run --release --example drain_bench -- delete URL QUEUE...
+//! cargo run --release --example drain_bench -- declare URL QUEUE...
 //! ```
 //! `wait` polls both depths every 25 ms; the clock starts when SRC first holds fewer than
 //! COUNT messages (the mover has started) and stops when DST holds COUNT and SRC is empty,
@@ -26,10 +26,10 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((cmd, rest)) = args.split_first() else {
-        bail!("usage: bench_queue fill|wait|delete|declare URL ...");
+        bail!("usage: drain_bench fill|wait|delete|declare URL ...");
     };
     let Some((url, rest)) = rest.split_first() else {
-        bail!("usage: bench_queue {cmd} URL ...");
+        bail!("usage: drain_bench {cmd} URL ...");
     };
     let conn = Connection::connect(url, ConnectionProperties::default())
         .await
