@@ -14,5 +14,6 @@ pub mod dead_letter;
 pub mod decide;
 pub mod dry_run;
 pub mod message;
+pub mod outgoing;
 pub mod rules;
 pub mod shutdown;

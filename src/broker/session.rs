@@ -56,6 +56,11 @@ impl Session {
         self.topology.ensure_exists(&self.conn, queue).await
     }
 
+    /// Ok when `exchange` exists (cached; "" always exists).
+    pub async fn ensure_exchange(&mut self, exchange: &str) -> Result<(), ActionFailure> {
+        self.topology.ensure_exchange(&self.conn, exchange).await
+    }
+
     /// The delay queue for `delay` in front of `target`, declared on first use.
     pub async fn delay_queue(
         &mut self,

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection};
 
@@ -23,6 +23,7 @@ pub fn delay_queue_name(delay: Duration, queue: &str) -> String {
 #[derive(Default)]
 pub struct Topology {
     exists: HashMap<String, Instant>,
+    exchanges: HashMap<String, Instant>,
     delay_queues: HashSet<String>,
 }
 
@@ -59,6 +60,43 @@ impl Topology {
             ActionFailure::new(format!("target queue '{queue}' is not available: {e}"))
         })?;
         self.exists.insert(queue.to_string(), Instant::now());
+        Ok(())
+    }
+
+    /// Ok when `exchange` exists (checked at most every 30 s per exchange). A publish to a
+    /// missing exchange would close the publishing channel, failing every publish in flight.
+    pub async fn ensure_exchange(
+        &mut self,
+        conn: &Connection,
+        exchange: &str,
+    ) -> Result<(), ActionFailure> {
+        if exchange.is_empty() {
+            return Ok(());
+        }
+        if let Some(seen) = self.exchanges.get(exchange)
+            && seen.elapsed() < EXISTS_TTL
+        {
+            return Ok(());
+        }
+        let name = ShortString::try_new(exchange)
+            .map_err(|_| ActionFailure::new(format!("exchange name longer than 255 bytes: {exchange}")))?;
+        let channel = throwaway(conn).await?;
+        let result = channel
+            .exchange_declare(
+                name,
+                lapin::ExchangeKind::Direct,
+                ExchangeDeclareOptions {
+                    passive: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        close(channel).await;
+        result.map_err(|e| {
+            ActionFailure::new(format!("target exchange '{exchange}' is not available: {e}"))
+        })?;
+        self.exchanges.insert(exchange.to_string(), Instant::now());
         Ok(())
     }
 
