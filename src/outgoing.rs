@@ -89,7 +89,10 @@ pub fn for_forward(message: &Message, info: &ForwardInfo<'_>) -> Message {
         h.insert(RULE_HEADER.into(), Value::I64(i64::from(line)));
     }
     h.insert(ACTION_HEADER.into(), Value::string("forward"));
-    h.insert(ORIGINAL_QUEUE_HEADER.into(), Value::string(info.original_queue));
+    h.insert(
+        ORIGINAL_QUEUE_HEADER.into(),
+        Value::string(info.original_queue),
+    );
     h.insert(REASON_HEADER.into(), Value::string(info.reason));
     out
 }
@@ -168,7 +171,10 @@ mod tests {
             panic!("history kept");
         };
         assert_eq!(hist.len(), 2);
-        assert_eq!(first.header("x-first-death-queue"), Some(&Value::string("orders")));
+        assert_eq!(
+            first.header("x-first-death-queue"),
+            Some(&Value::string("orders"))
+        );
     }
 
     #[test]
@@ -182,13 +188,22 @@ mod tests {
         let out = for_forward(&dead_letter(), &info);
         assert_eq!(out.header(RULE_HEADER), Some(&Value::I64(7)));
         assert_eq!(out.header(ACTION_HEADER), Some(&Value::string("forward")));
-        assert_eq!(out.header(ORIGINAL_QUEUE_HEADER), Some(&Value::string("orders")));
+        assert_eq!(
+            out.header(ORIGINAL_QUEUE_HEADER),
+            Some(&Value::string("orders"))
+        );
         assert_eq!(out.header(REASON_HEADER), Some(&Value::string("expired")));
         assert!(out.header("x-death").is_none());
         assert!(out.header("x-first-death-queue").is_none());
         assert_eq!(out.header("app"), Some(&Value::string("kept")));
         assert!(out.header(EXAMINED_HEADER).is_none());
-        let kept = for_forward(&dead_letter(), &ForwardInfo { keep_headers: true, ..info });
+        let kept = for_forward(
+            &dead_letter(),
+            &ForwardInfo {
+                keep_headers: true,
+                ..info
+            },
+        );
         assert!(kept.header("x-death").is_some());
         assert!(kept.header("x-first-death-reason").is_some());
     }

@@ -78,8 +78,9 @@ impl Topology {
         {
             return Ok(());
         }
-        let name = ShortString::try_new(exchange)
-            .map_err(|_| ActionFailure::new(format!("exchange name longer than 255 bytes: {exchange}")))?;
+        let name = ShortString::try_new(exchange).map_err(|_| {
+            ActionFailure::new(format!("exchange name longer than 255 bytes: {exchange}"))
+        })?;
         let channel = throwaway(conn).await?;
         let result = channel
             .exchange_declare(
@@ -94,7 +95,9 @@ impl Topology {
             .await;
         close(channel).await;
         result.map_err(|e| {
-            ActionFailure::new(format!("target exchange '{exchange}' is not available: {e}"))
+            ActionFailure::new(format!(
+                "target exchange '{exchange}' is not available: {e}"
+            ))
         })?;
         self.exchanges.insert(exchange.to_string(), Instant::now());
         Ok(())
