@@ -51,18 +51,14 @@ fn log_warnings(diagnostics: &[Diagnostic]) {
 
 /// The table from `--rule` strings, one entry each.
 fn inline_table(rules: &[String]) -> anyhow::Result<Table> {
-    let checked = rules::check_source("--rule", &rules.join("\n"));
+    let checked = rules::check_inline(rules);
     match checked.table {
         Some(table) => {
             log_warnings(&checked.diagnostics);
             Ok(table)
         }
         None => {
-            let shown: Vec<String> = checked
-                .diagnostics
-                .iter()
-                .map(|d| format!("{}:{}:{}: {}", d.path, d.line, d.column, d.message))
-                .collect();
+            let shown: Vec<String> = checked.diagnostics.iter().map(Diagnostic::headline).collect();
             anyhow::bail!("invalid --rule:\n{}", shown.join("\n"))
         }
     }
