@@ -429,12 +429,23 @@ fn empty_value(entry: &Entry, open: usize, end: usize, upper: &str) -> Diagnosti
     )
 }
 
-/// Skip past the next `)` (or to the end of the line).
+/// Skip past the `)` that closes the current value, counting nested parentheses
+/// (or to the end of the line).
 fn skip_past_close(s: &str) -> &str {
-    match s.find(')') {
-        Some(i) => &s[i + 1..],
-        None => "",
+    let mut depth = 1usize;
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return &s[i + 1..];
+                }
+            }
+            _ => {}
+        }
     }
+    ""
 }
 
 impl Entry {
@@ -450,5 +461,176 @@ impl Entry {
                 v.span.line += by;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A compact dump: `KW@l:c=value@l:c` per item (`q'…'` quoted, `re…` regex,
+    /// `-` no value), entries separated by ` | `, then `!l:c+len message` per error.
+    fn dump(source: &str) -> String {
+        let p = parse(source);
+        let mut out = Vec::new();
+        for e in &p.entries {
+            let items: Vec<String> = e
+                .items
+                .iter()
+                .map(|i| {
+                    let k = format!(
+                        "{}@{}:{}",
+                        i.keyword, i.keyword_span.line, i.keyword_span.column
+                    );
+                    match &i.value {
+                        None => format!("{k}=-"),
+                        Some(v) => {
+                            let t = match v.kind {
+                                ValueKind::Plain => v.text.clone(),
+                                ValueKind::Quoted => format!("q'{}'", v.text),
+                                ValueKind::Regex => format!("re{}", v.text),
+                            };
+                            format!("{k}={t}@{}:{}", v.span.line, v.span.column)
+                        }
+                    }
+                })
+                .collect();
+            out.push(format!("L{} {}", e.line, items.join(" ")));
+        }
+        let mut s = out.join(" | ");
+        for d in &p.errors {
+            s.push_str(&format!(
+                " !{}:{}+{} {}",
+                d.line, d.column, d.len, d.message
+            ));
+        }
+        s
+    }
+
+    fn check(input: &str, expected: &str) {
+        assert_eq!(dump(input), expected, "input: {input:?}");
+    }
+
+    #[test]
+    fn parses() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "DESTQ(a) ACTION(IGNORE)",
+                "L1 DESTQ@1:1=a@1:7 ACTION@1:10=IGNORE@1:17",
+            ),
+            (
+                "destq(a),action(ignore)",
+                "L1 destq@1:1=a@1:7 action@1:10=ignore@1:17",
+            ),
+            (
+                "  DESTQ(a) ,, ACTION(X)",
+                "L1 DESTQ@1:3=a@1:9 ACTION@1:15=X@1:22",
+            ),
+            ("DELAY( 1m 30s )", "L1 DELAY@1:1=1m 30s@1:8"),
+            ("DESTQ (a)", "L1 DESTQ@1:1=a@1:8"),
+            (
+                "FWDQ('timeouts(acme)')",
+                "L1 FWDQ@1:1=q'timeouts(acme)'@1:6",
+            ),
+            ("FWDQ('it''s')", "L1 FWDQ@1:1=q'it's'@1:6"),
+            ("FWDQ( ' a ' )", "L1 FWDQ@1:1=q' a '@1:7"),
+            ("DESTQ(/^a(b|c)$/)", "L1 DESTQ@1:1=re/^a(b|c)$/@1:7"),
+            (r"DESTQ(/a\/b/)", r"L1 DESTQ@1:1=re/a\/b/@1:7"),
+            ("HDR(x-t=/a(b)/)", "L1 HDR@1:1=rex-t=/a(b)/@1:5"),
+            ("HDR(x-t=a*)", "L1 HDR@1:1=x-t=a*@1:5"),
+            ("FWDQ(/x/)", "L1 FWDQ@1:1=/x/@1:6"),
+            (
+                "* comment\n\n  # another\nACTION(IGNORE)",
+                "L4 ACTION@4:1=IGNORE@4:8",
+            ),
+            (
+                "DESTQ(a) +\n   ACTION(IGNORE)",
+                "L1 DESTQ@1:1=a@1:7 ACTION@2:4=IGNORE@2:11",
+            ),
+            (
+                "DESTQ(a) -\n   ACTION(IGNORE)",
+                "L1 DESTQ@1:1=a@1:7 ACTION@2:4=IGNORE@2:11",
+            ),
+            (
+                "DESTQ(ab+\n   cd) ACTION(X)",
+                "L1 DESTQ@1:1=abcd@1:7 ACTION@2:8=X@2:15",
+            ),
+            ("DESTQ(ab-\n cd)", "L1 DESTQ@1:1=ab cd@1:7"),
+            ("DESTQ(a) +  \n\n", "L1 DESTQ@1:1=a@1:7"),
+            (
+                "DESTQ(a)\r\nACTION(X)\r\n",
+                "L1 DESTQ@1:1=a@1:7 | L2 ACTION@2:1=X@2:8",
+            ),
+            (
+                "DESTQ(é) ACTION(X)",
+                "L1 DESTQ@1:1=é@1:7 ACTION@1:10=X@1:17",
+            ),
+            // Errors, each with its position, and recovery.
+            (
+                "DESTQ()",
+                "L1 DESTQ@1:1=- !1:6+2 empty value: DESTQ() needs a value",
+            ),
+            (
+                "DESTQ(  ) X(a)",
+                "L1 DESTQ@1:1=- X@1:11=a@1:13 !1:6+4 empty value: DESTQ() needs a value",
+            ),
+            (
+                "FWDQ('')",
+                "L1 FWDQ@1:1=- !1:5+4 empty value: FWDQ() needs a value",
+            ),
+            (
+                "DESTQ(abc",
+                "L1 DESTQ@1:1=- !1:6+1 unterminated parenthesis: the value of DESTQ has no closing `)`",
+            ),
+            (
+                "FWDQ('abc)",
+                "L1 FWDQ@1:1=- !1:6+1 unterminated quote in the value of FWDQ",
+            ),
+            (
+                "DESTQ(/abc)",
+                "L1 DESTQ@1:1=- !1:7+1 unterminated regular expression in DESTQ: no closing `/`",
+            ),
+            (
+                "DESTQ(/a/b) ACTION(X)",
+                "L1 DESTQ@1:1=- ACTION@1:13=X@1:20 !1:10+1 expected `)` after the regular expression in DESTQ",
+            ),
+            (
+                "FWDQ('a'b) ACTION(X)",
+                "L1 FWDQ@1:1=- ACTION@1:12=X@1:19 !1:9+1 expected `)` after the quoted value of FWDQ",
+            ),
+            (
+                "FWDQ(a(b)) ACTION(X)",
+                "L1 FWDQ@1:1=- ACTION@1:12=X@1:19 !1:7+1 `(` in the value of FWDQ: an unquoted value may not contain `(`, `)` or `'`",
+            ),
+            (
+                "DESTQ ACTION(X)",
+                "L1 DESTQ@1:1=- ACTION@1:7=X@1:14 !1:1+5 DESTQ needs a value in parentheses",
+            ),
+            ("FOO ACTION(X)", "L1 FOO@1:1=- ACTION@1:5=X@1:12"),
+            (
+                ") ACTION(X)",
+                "L1 ACTION@1:3=X@1:10 !1:1+1 unexpected `)`: expected a keyword",
+            ),
+            (
+                "DESTQ() +\n  FWDQ(x",
+                "L1 DESTQ@1:1=- FWDQ@2:3=- !1:6+2 empty value: DESTQ() needs a value !2:7+1 unterminated parenthesis: the value of FWDQ has no closing `)`",
+            ),
+            (
+                "DESTQ()\nFWDQ('x\nACTION(X)",
+                "L1 DESTQ@1:1=- | L2 FWDQ@2:1=- | L3 ACTION@3:1=X@3:8 !1:6+2 empty value: DESTQ() needs a value !2:6+1 unterminated quote in the value of FWDQ",
+            ),
+        ];
+        for (input, expected) in cases {
+            check(input, expected);
+        }
+    }
+
+    #[test]
+    fn span_stays_on_its_line() {
+        let p = parse("DESTQ(abc-\ndef) ACTION(X)");
+        let v = p.entries[0].items[0].value.as_ref().unwrap();
+        assert_eq!(v.text, "abcdef");
+        // The span starts on line 1 and is clipped to it.
+        assert_eq!((v.span.line, v.span.column, v.span.len), (1, 7, 3));
     }
 }
