@@ -195,6 +195,31 @@ impl Broker {
         );
     }
 
+    /// Publish many messages to a queue, confirms awaited together.
+    pub async fn publish_all(&self, queue: &str, messages: &[(Vec<u8>, BasicProperties)]) {
+        let mut confirms = Vec::with_capacity(messages.len());
+        for (body, props) in messages {
+            confirms.push(
+                self.ch
+                    .basic_publish(
+                        "".into(),
+                        queue.into(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..BasicPublishOptions::default()
+                        },
+                        body,
+                        props.clone(),
+                    )
+                    .await
+                    .expect("publish"),
+            );
+        }
+        for c in confirms {
+            assert_eq!(c.await.expect("confirm"), lapin::Confirmation::Ack(None));
+        }
+    }
+
     /// Put these messages through `work` so that they land on `dlq` dead-lettered the
     /// given way, in order; waits until they are all there.
     pub async fn dead_letter(
@@ -207,9 +232,7 @@ impl Broker {
         let before = self.count(dlq).await;
         match way {
             Way::Reject => {
-                for (body, props) in messages {
-                    self.publish(work, body, props.clone()).await;
-                }
+                self.publish_all(work, messages).await;
                 let ch = self.conn.create_channel().await.expect("channel");
                 for _ in messages {
                     let got = self.get_on(&ch, work).await;
@@ -226,21 +249,20 @@ impl Broker {
                 let _ = ch.close(200, "done".into()).await;
             }
             Way::Expire => {
-                for (body, props) in messages {
-                    self.publish(work, body, props.clone().with_expiration("1".into()))
-                        .await;
-                }
+                let expiring: Vec<_> = messages
+                    .iter()
+                    .map(|(b, p)| (b.clone(), p.clone().with_expiration("1".into())))
+                    .collect();
+                self.publish_all(work, &expiring).await;
             }
             Way::Overflow => {
                 // Each publish pushes the one before it out; a last filler is purged.
-                for (body, props) in messages {
-                    self.publish(work, body, props.clone()).await;
-                }
+                self.publish_all(work, messages).await;
                 self.publish(work, b"filler", BasicProperties::default())
                     .await;
             }
         }
-        self.wait_count(dlq, before + messages.len() as u32, Duration::from_secs(10))
+        self.wait_count(dlq, before + messages.len() as u32, Duration::from_secs(60))
             .await;
         if way == Way::Overflow {
             self.ch
@@ -340,18 +362,36 @@ impl Broker {
 
     /// Take every message off a queue (acknowledged), in order.
     pub async fn drain(&self, queue: &str) -> Vec<Got> {
-        let mut out = Vec::new();
-        while let Some(m) = self
-            .ch
-            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        let n = self.count(queue).await as usize;
+        let mut out = Vec::with_capacity(n);
+        if n == 0 {
+            return out;
+        }
+        let ch = self.conn.create_channel().await.expect("channel");
+        let mut consumer = ch
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
             .await
-            .expect("basic.get")
-        {
+            .expect("consume");
+        while out.len() < n {
+            let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+                .await
+                .expect("messages counted are delivered")
+                .expect("consumer open")
+                .expect("delivery");
             out.push(Got {
-                body: m.delivery.data,
-                properties: m.delivery.properties,
+                body: d.data,
+                properties: d.properties,
             });
         }
+        let _ = ch.close(200, "done".into()).await;
         out
     }
 
