@@ -441,3 +441,82 @@ async fn run_makes_the_same_decisions_as_the_dry_run() {
     assert_eq!(actual, expected);
     assert_eq!(actual.len(), 6);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_the_rules_and_an_invalid_file_keeps_the_old_ones() {
+    let mut b = Broker::connect().await;
+    let work = unique("work");
+    let dlq = unique("dlq");
+    let target = unique("target");
+    b.work_queue(&work, &dlq, Way::Reject).await;
+    b.queue(&target, &[]).await;
+    b.dead_letter(&work, &dlq, Way::Reject, &msgs(&[("1", "x"), ("2", "x")])).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = rules_file(dir.path(), &format!("INPUTQ({dlq}) RETRYINT(1s)\nACTION(IGNORE)\n"));
+    let mut d = start_dlqd(dir.path(), &["--rules", rules.to_str().unwrap()]);
+    let deadline = std::time::Instant::now() + T;
+    while !d.stderr().contains("action=\"leave\"") && !d.stderr().contains("action=leave") {
+        assert!(std::time::Instant::now() < deadline, "{}", d.stderr());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::fs::write(&rules, "INPUTQ(x) ACTION(BOGUS)\n").expect("write");
+    d.signal("HUP");
+    while !d.stderr().contains("reload failed") {
+        assert!(std::time::Instant::now() < deadline, "{}", d.stderr());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Still running the old table: the messages stay on the DLQ.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(b.count(&target).await, 0);
+    std::fs::write(&rules, format!("INPUTQ({dlq}) RETRYINT(1s)\nACTION(FWD) FWDQ({target})\n")).expect("write");
+    d.signal("HUP");
+    b.wait_count(&target, 2, T).await;
+    d.signal("TERM");
+    assert!(d.wait(Duration::from_secs(10)).await.success(), "{}", d.stderr());
+    assert_eq!(bodies(&b.drain(&target).await), vec!["body-1", "body-2"]);
+    assert_eq!(b.count(&dlq).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cut_connection_is_reopened_and_nothing_is_lost() {
+    let mut b = Broker::connect().await;
+    let work = unique("work");
+    let dlq = unique("dlq");
+    let target = unique("target");
+    b.work_queue(&work, &dlq, Way::Overflow).await;
+    b.queue(&target, &[]).await;
+    let n = 5_000u32;
+    let input: Vec<_> = (0..n)
+        .map(|i| (format!("body-{i}").into_bytes(), props(&i.to_string(), "x")))
+        .collect();
+    b.dead_letter(&work, &dlq, Way::Overflow, &input).await;
+
+    let proxy = Proxy::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = rules_file(dir.path(), &format!("INPUTQ({dlq})\nACTION(FWD) FWDQ({target})\n"));
+    let mut d = start_dlqd_at(
+        dir.path(),
+        &proxy.url(),
+        &["--rules", rules.to_str().unwrap(), "--prefetch", "100"],
+    );
+    let deadline = std::time::Instant::now() + T;
+    for cut_at in [500, 2_000] {
+        while b.count(&target).await < cut_at {
+            assert!(std::time::Instant::now() < deadline, "{}", d.stderr());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        proxy.cut();
+    }
+    // It reconnects and finishes the queue.
+    while b.count(&dlq).await > 0 || b.count(&target).await < n {
+        assert!(std::time::Instant::now() < deadline, "{}", d.stderr());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    d.signal("TERM");
+    assert!(d.wait(Duration::from_secs(10)).await.success(), "{}", d.stderr());
+    assert!(d.stderr().contains("reconnecting"), "{}", d.stderr());
+    let moved = tally(&b.drain(&target).await);
+    assert_eq!(moved.len(), n as usize, "every message arrived (duplicates allowed)");
+    assert_eq!(b.count(&dlq).await, 0);
+}

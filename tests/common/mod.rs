@@ -574,3 +574,62 @@ pub fn tally(got: &[Got]) -> BTreeMap<String, usize> {
     }
     m
 }
+
+/// A TCP proxy to the test broker that can cut every connection through it.
+pub struct Proxy {
+    port: u16,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Proxy {
+    pub async fn start() -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (cut, rx) = tokio::sync::watch::channel(0u64);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut rx = rx.clone();
+                rx.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect("127.0.0.1:5672").await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = rx.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, cut }
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// Drop every connection open through the proxy now.
+    pub fn cut(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+/// Start `dlqd run ARGS...` against another broker URL (e.g. a [`Proxy`]).
+pub fn start_dlqd_at(dir: &Path, url: &str, run_args: &[&str]) -> Dlqd {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let stderr = dir.join(format!("dlqd-at-{}.stderr", N.fetch_add(1, Ordering::Relaxed)));
+    let file = std::fs::File::create(&stderr).expect("stderr file");
+    let child = Command::new(env!("CARGO_BIN_EXE_dlqd"))
+        .arg("run")
+        .args(run_args)
+        .env("DLQD_URL", url)
+        .env("DLQD_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(file))
+        .spawn()
+        .expect("start dlqd");
+    Dlqd { child, stderr }
+}
