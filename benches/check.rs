@@ -63,6 +63,22 @@ fn bench(c: &mut Criterion) {
         checked.diagnostics.len(),
         once.as_secs_f64() * 1e3
     );
+    // Where the time goes, phase by phase.
+    let t = Instant::now();
+    let parsed = dlqd::rules::syntax::parse(&source);
+    let t_parse = t.elapsed();
+    let t = Instant::now();
+    let lowered = dlqd::rules::lower::lower(&parsed.entries);
+    let t_lower = t.elapsed();
+    let t = Instant::now();
+    let _ = dlqd::rules::lint::lint(&lowered.table, &lowered.spans, lowered.input_queue);
+    let t_lint = t.elapsed();
+    println!(
+        "phases: parse {:.1} ms, lower {:.1} ms, lint {:.1} ms",
+        t_parse.as_secs_f64() * 1e3,
+        t_lower.as_secs_f64() * 1e3,
+        t_lint.as_secs_f64() * 1e3
+    );
     let mut group = c.benchmark_group("check");
     group.sample_size(10);
     group.bench_function("check_source_10k_rules", |b| {
