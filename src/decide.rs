@@ -21,10 +21,20 @@ pub struct Decision {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Put it back on `queue` after `delay`; this is attempt number `attempt` (1-based).
-    Retry { queue: String, delay: Duration, attempt: u32 },
+    Retry {
+        queue: String,
+        delay: Duration,
+        attempt: u32,
+    },
     /// Publish to `exchange` with `routing_key` ("" exchange = straight to a queue).
-    Forward { exchange: String, routing_key: String, keep_headers: bool },
-    Discard { archive: Option<PathBuf> },
+    Forward {
+        exchange: String,
+        routing_key: String,
+        keep_headers: bool,
+    },
+    Discard {
+        archive: Option<PathBuf>,
+    },
     Leave,
 }
 
@@ -36,7 +46,9 @@ pub struct Decider {
 
 impl Decider {
     pub fn new(table: Table) -> Self {
-        Decider { table: Arc::new(table) }
+        Decider {
+            table: Arc::new(table),
+        }
     }
 
     pub fn table(&self) -> &Table {

@@ -30,7 +30,11 @@ fn init_logs(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("DLQD_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info"))
-        .add_directive("lapin::returned_messages=off".parse().expect("static directive"));
+        .add_directive(
+            "lapin::returned_messages=off"
+                .parse()
+                .expect("static directive"),
+        );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -31,7 +31,10 @@ pub enum Value {
     /// `d`
     F64(f64),
     /// `D`: value × 10^-scale.
-    Decimal { scale: u8, value: u32 },
+    Decimal {
+        scale: u8,
+        value: u32,
+    },
     /// `s` short string (not sent by RabbitMQ in headers, kept for completeness).
     ShortString(String),
     /// `S`: long string; bytes, not necessarily UTF-8.
