@@ -1,0 +1,222 @@
+//! Browsing a queue without consuming it (for `capture` and `inspect`): basic.get
+//! without acknowledging, up to the depth at start, then one nack(multiple, requeue)
+//! so the broker puts every message back where it was.
+//!
+//! Order: on classic queues a requeued message goes back to its original position, so
+//! browsing the first N leaves the queue as it was. RabbitMQ 3.10 quorum queues put
+//! requeued messages at the back instead (and closing the channel returns them in no
+//! particular order): there the browse takes the whole queue and returns it in order
+//! with one nack, which restores the order. Quorum queues are recognised by the
+//! `x-delivery-count` header they put on every delivery. On a quorum queue every
+//! browse counts as a delivery attempt toward `x-delivery-limit`.
+//!
+//! Memory: one message at a time on the client; the broker holds the unacknowledged
+//! ones until the nack.
+
+use lapin::options::{BasicGetOptions, BasicNackOptions, QueueDeclareOptions};
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{Channel, Connection, ErrorKind};
+
+use super::connect::{ConnectError, connect, redact, scrub};
+use super::convert::message_from_amqp;
+use crate::message::Message;
+
+/// Why a browse failed. URLs in it are redacted.
+#[derive(Debug, thiserror::Error)]
+pub enum BrowseError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("queue name is {0} bytes long; AMQP allows at most 255")]
+    BadName(usize),
+    #[error("queue {queue:?} does not exist on {url}")]
+    NotFound { queue: String, url: String },
+    #[error("queue {queue:?}: {reason}")]
+    Broker { queue: String, reason: String },
+    /// The visitor (writing the capture, printing) failed; the browse stopped.
+    #[error("{0}")]
+    Visit(#[source] std::io::Error),
+}
+
+/// What a browse did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Browsed {
+    /// Messages in the queue when the browse started.
+    pub depth_at_start: u64,
+    /// Messages handed to the visitor.
+    pub visited: u64,
+    /// Messages taken (and put back); more than `visited` on a quorum queue with a limit.
+    pub fetched: u64,
+    /// The queue looked like a quorum queue (`x-delivery-count` on its deliveries).
+    pub quorum: bool,
+}
+
+/// Hand a copy of each of the first `limit` messages of `queue` (all of them when
+/// `None`) to `visit`, in queue order, and leave the queue as it was.
+///
+/// Messages published while the browse runs are not visited. Other consumers of the
+/// queue compete for its messages while the browse runs; the browsed ones come back.
+pub async fn browse<F>(
+    url: &str,
+    queue: &str,
+    limit: Option<u64>,
+    visit: F,
+) -> Result<Browsed, BrowseError>
+where
+    F: FnMut(Message) -> std::io::Result<()>,
+{
+    let name = ShortString::try_new(queue).map_err(|_| BrowseError::BadName(queue.len()))?;
+    let conn = connect(url).await?;
+    let result = browse_on(&conn, url, name, limit, visit).await;
+    let _ = conn.close(200, "dlqd browse done".into()).await;
+    result
+}
+
+async fn browse_on<F>(
+    conn: &Connection,
+    url: &str,
+    name: ShortString,
+    limit: Option<u64>,
+    mut visit: F,
+) -> Result<Browsed, BrowseError>
+where
+    F: FnMut(Message) -> std::io::Result<()>,
+{
+    let queue = name.as_str().to_string();
+    let broker_err = |e: lapin::Error| BrowseError::Broker {
+        queue: queue.clone(),
+        reason: scrub(url, &e.to_string()),
+    };
+    let depth = depth(conn, &name).await.map_err(|e| {
+        if is_not_found(&e) {
+            BrowseError::NotFound {
+                queue: queue.clone(),
+                url: redact(url),
+            }
+        } else {
+            broker_err(e)
+        }
+    })?;
+    let ch = conn.create_channel().await.map_err(broker_err)?;
+    let mut done = Browsed {
+        depth_at_start: depth,
+        ..Browsed::default()
+    };
+    let mut last_tag = None;
+    let fetched = fetch(&ch, &name, limit, &mut done, &mut last_tag, &mut visit).await;
+    // Put everything back, in order, whatever happened above. A nack that cannot be
+    // sent (channel or connection gone) leaves the requeue to the broker.
+    let put_back = match last_tag {
+        Some(tag) => ch
+            .basic_nack(
+                tag,
+                BasicNackOptions {
+                    multiple: true,
+                    requeue: true,
+                },
+            )
+            .await
+            .map_err(broker_err),
+        None => Ok(()),
+    };
+    let _ = ch.close(200, "dlqd browse done".into()).await;
+    tracing::debug!(
+        queue = %queue,
+        depth = done.depth_at_start,
+        visited = done.visited,
+        fetched = done.fetched,
+        quorum = done.quorum,
+        "browse finished"
+    );
+    fetched.map_err(|e| match e {
+        FetchError::Broker(e) => broker_err(e),
+        FetchError::Visit(e) => BrowseError::Visit(e),
+    })?;
+    put_back?;
+    Ok(done)
+}
+
+enum FetchError {
+    Broker(lapin::Error),
+    Visit(std::io::Error),
+}
+
+async fn fetch<F>(
+    ch: &Channel,
+    name: &ShortString,
+    limit: Option<u64>,
+    done: &mut Browsed,
+    last_tag: &mut Option<u64>,
+    visit: &mut F,
+) -> Result<(), FetchError>
+where
+    F: FnMut(Message) -> std::io::Result<()>,
+{
+    let wanted = limit.map_or(done.depth_at_start, |l| l.min(done.depth_at_start));
+    let mut target = wanted;
+    while done.fetched < target {
+        let got = ch
+            .basic_get(name.clone(), BasicGetOptions { no_ack: false })
+            .await
+            .map_err(FetchError::Broker)?;
+        let Some(got) = got else {
+            // Someone else took the rest.
+            break;
+        };
+        let delivery = got.delivery;
+        *last_tag = Some(delivery.delivery_tag);
+        done.fetched += 1;
+        if done.fetched == 1 && has_delivery_count(&delivery.properties) {
+            done.quorum = true;
+            target = done.depth_at_start;
+            tracing::warn!(
+                queue = %name,
+                depth = done.depth_at_start,
+                "quorum queue: reading all its messages to keep their order; each browse \
+                 counts as a delivery attempt toward x-delivery-limit"
+            );
+        }
+        if done.visited < wanted {
+            let message = message_from_amqp(
+                delivery.exchange.as_str(),
+                delivery.routing_key.as_str(),
+                &delivery.properties,
+                delivery.data,
+            );
+            visit(message).map_err(FetchError::Visit)?;
+            done.visited += 1;
+        }
+    }
+    Ok(())
+}
+
+fn has_delivery_count(p: &lapin::BasicProperties) -> bool {
+    p.headers()
+        .as_ref()
+        .is_some_and(|h| h.contains_key("x-delivery-count"))
+}
+
+/// The queue's message count, by a passive declare on a throwaway channel (a missing
+/// queue closes the channel it is asked on).
+async fn depth(conn: &Connection, name: &ShortString) -> Result<u64, lapin::Error> {
+    let ch = conn.create_channel().await?;
+    let q = ch
+        .queue_declare(
+            name.clone(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let _ = ch.close(200, "dlqd probe done".into()).await;
+    Ok(u64::from(q.message_count()))
+}
+
+fn is_not_found(e: &lapin::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::ProtocolError(p) if matches!(p.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))
+    )
+}
