@@ -1,11 +1,22 @@
 //! The decision: a pure function of (message facts, rule table) → what to do. No I/O, no clock.
+//!
+//! SPEC §4: walk the rules in order; skip rules whose patterns do not match; skip a
+//! matching RETRY rule whose limit is used up; the first rule left applies; with none,
+//! the message is left on the DLQ. [`Decider::decide`] finds that rule through an
+//! index (see `index.rs`); [`Decider::decide_linear`] is the plain walk it must equal.
+
+mod index;
+pub mod matching;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backoff;
 use crate::dead_letter::DeadLetter;
-use crate::rules::Table;
+use crate::rules::{Action, ForwardTarget, Rule, Table, Template, TemplatePart, Var};
+
+use index::Index;
 
 /// What to do with one message, and which rule said so.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,16 +49,50 @@ pub enum Outcome {
     Leave,
 }
 
+impl Outcome {
+    /// `retry|forward|discard|leave`, as reports print it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Retry { .. } => "retry",
+            Outcome::Forward { .. } => "forward",
+            Outcome::Discard { .. } => "discard",
+            Outcome::Leave => "leave",
+        }
+    }
+
+    /// Where a retry or forward goes: the queue, or `exchange/routing-key` for an
+    /// exchange forward; `None` for discard and leave.
+    pub fn target(&self) -> Option<String> {
+        match self {
+            Outcome::Retry { queue, .. } => Some(queue.clone()),
+            Outcome::Forward {
+                exchange,
+                routing_key,
+                ..
+            } if exchange.is_empty() => Some(routing_key.clone()),
+            Outcome::Forward {
+                exchange,
+                routing_key,
+                ..
+            } => Some(format!("{exchange}/{routing_key}")),
+            Outcome::Discard { .. } | Outcome::Leave => None,
+        }
+    }
+}
+
 /// A rule table prepared for fast decisions.
 #[derive(Debug, Clone)]
 pub struct Decider {
     table: Arc<Table>,
+    index: Arc<Index>,
 }
 
 impl Decider {
     pub fn new(table: Table) -> Self {
+        let index = Arc::new(Index::build(&table));
         Decider {
             table: Arc::new(table),
+            index,
         }
     }
 
@@ -55,7 +100,176 @@ impl Decider {
         &self.table
     }
 
-    pub fn decide(&self, _dl: &DeadLetter) -> Decision {
-        todo!("decision")
+    /// The decision for one message, through the rule index.
+    pub fn decide(&self, dl: &DeadLetter) -> Decision {
+        let rule = self.index.first_applicable(&self.table.rules, dl);
+        self.decision_for(rule, dl)
+    }
+
+    /// The same decision by walking every rule in order: the reference the index is
+    /// tested against.
+    pub fn decide_linear(&self, dl: &DeadLetter) -> Decision {
+        let rule = self
+            .table
+            .rules
+            .iter()
+            .position(|r| matching::applies(r, dl).is_ok());
+        self.decision_for(rule, dl)
+    }
+
+    /// For every rule before the one that applies (every rule, when none does): its
+    /// index and why it did not apply, e.g. `DESTQ 'orders' does not match 'billing.*'`
+    /// or `RETRY(5) used up: 5 retries`.
+    pub fn explain(&self, dl: &DeadLetter) -> Vec<(usize, String)> {
+        let mut out = Vec::new();
+        for (i, rule) in self.table.rules.iter().enumerate() {
+            match matching::applies(rule, dl) {
+                Ok(()) => break,
+                Err(why) => out.push((i, why.to_string())),
+            }
+        }
+        out
+    }
+
+    /// One line saying why the decision was made: what the applied rule matched on,
+    /// and for a retry which attempt of how many.
+    pub fn why(&self, dl: &DeadLetter, decision: &Decision) -> String {
+        let Some(rule) = decision.rule.and_then(|i| self.table.rules.get(i)) else {
+            return "no rule applies: the message stays on the DLQ".to_string();
+        };
+        let mut why = matched_on(rule, dl);
+        if let (Action::Retry(r), Outcome::Retry { attempt, .. }) =
+            (&rule.action, &decision.outcome)
+        {
+            match r.limit {
+                Some(n) => why.push_str(&format!("; attempt {attempt} of {n}")),
+                None => why.push_str(&format!("; attempt {attempt}, no limit")),
+            }
+        }
+        why
+    }
+
+    fn decision_for(&self, rule: Option<usize>, dl: &DeadLetter) -> Decision {
+        let Some(i) = rule else {
+            return Decision {
+                rule: None,
+                line: None,
+                outcome: Outcome::Leave,
+            };
+        };
+        let r = &self.table.rules[i];
+        Decision {
+            rule: Some(i),
+            line: Some(r.line),
+            outcome: outcome(&r.action, dl),
+        }
     }
 }
+
+/// The action with the message's facts filled in.
+fn outcome(action: &Action, dl: &DeadLetter) -> Outcome {
+    match action {
+        Action::Retry(r) => {
+            let attempt = dl.retries.saturating_add(1);
+            Outcome::Retry {
+                queue: dl.destq.clone(),
+                delay: backoff::delay(&r.delay, attempt),
+                attempt,
+            }
+        }
+        Action::Forward(f) => {
+            let (exchange, routing_key) = match &f.target {
+                ForwardTarget::Queue(q) => (String::new(), resolve(q, dl)),
+                ForwardTarget::Exchange {
+                    exchange,
+                    routing_key,
+                } => (
+                    resolve(exchange, dl),
+                    match routing_key {
+                        Some(k) => resolve(k, dl),
+                        None => dl.original_routing_key().to_string(),
+                    },
+                ),
+            };
+            Outcome::Forward {
+                exchange,
+                routing_key,
+                keep_headers: f.keep_headers,
+            }
+        }
+        Action::Discard { archive } => Outcome::Discard {
+            archive: archive.clone(),
+        },
+        Action::Leave => Outcome::Leave,
+    }
+}
+
+/// A target template with `&DESTQ`, `&DESTEX`, `&RKEY`, `&REASON`, `&REPLYTO` replaced.
+pub fn resolve(template: &Template, dl: &DeadLetter) -> String {
+    let mut out = String::new();
+    for part in &template.parts {
+        match part {
+            TemplatePart::Literal(s) => out.push_str(s),
+            TemplatePart::Var(Var::DestQ) => out.push_str(&dl.destq),
+            TemplatePart::Var(Var::DestEx) => out.push_str(&dl.destex),
+            TemplatePart::Var(Var::RKey) => out.push_str(dl.original_routing_key()),
+            TemplatePart::Var(Var::Reason) => out.push_str(&dl.reason),
+            TemplatePart::Var(Var::ReplyTo) => {
+                out.push_str(dl.message.properties.reply_to.as_deref().unwrap_or(""))
+            }
+        }
+    }
+    out
+}
+
+/// "REASON 'maxlen' matches 'maxlen', DESTQ 'orders.eu' matches 'orders.*'", or
+/// "catch-all rule".
+fn matched_on(rule: &Rule, dl: &DeadLetter) -> String {
+    use matching::Field;
+    let p = &rule.patterns;
+    let mut parts = Vec::new();
+    for field in Field::ALL {
+        if let Some(pat) = field.pattern(p) {
+            parts.push(format!(
+                "{} '{}' matches '{}'",
+                field.keyword(),
+                field.value(dl),
+                pat.source()
+            ));
+        }
+    }
+    if let Some(pat) = &p.rkey {
+        let key = matching::rkeys(dl)
+            .iter()
+            .find(|k| pat.matches(k))
+            .cloned()
+            .unwrap_or_default();
+        parts.push(format!("RKEY '{key}' matches '{}'", pat.source()));
+    }
+    if let Some(yes) = p.persist {
+        parts.push(format!("PERSIST({})", if yes { "YES" } else { "NO" }));
+    }
+    for (name, pat) in &p.headers {
+        let v = dl
+            .message
+            .header(name)
+            .and_then(|v| v.as_text())
+            .unwrap_or_default();
+        parts.push(format!("HDR({name}) '{v}' matches '{}'", pat.source()));
+    }
+    if let Some(b) = p.size {
+        let (op, n) = match b {
+            crate::rules::SizeBound::Greater(n) => ('>', n),
+            crate::rules::SizeBound::Less(n) => ('<', n),
+        };
+        parts.push(format!("SIZE({op}{n}): {} bytes", dl.size));
+    }
+    if parts.is_empty() {
+        "catch-all rule".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

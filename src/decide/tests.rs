@@ -1,0 +1,597 @@
+//! Decision tests on in-memory messages: every rule of the SPEC §3 example table, the
+//! §4 walk, delay schedules, substitutions; and the index against the linear walk.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::message::{FieldTable, Message, Properties, RETRIES_HEADER, Value};
+use crate::rules::{
+    DelaySchedule, Forward, Pattern, Patterns, Retry, SizeBound, Table, Template, TemplatePart,
+};
+
+pub(crate) fn re(s: &str) -> Pattern {
+    Pattern::Regex(regex::Regex::new(s).expect("test regex"))
+}
+
+pub(crate) fn g(s: &str) -> Option<Pattern> {
+    Some(Pattern::generic(s))
+}
+
+pub(crate) fn tpl(parts: &[&str]) -> Template {
+    Template {
+        parts: parts
+            .iter()
+            .map(|p| match *p {
+                "&DESTQ" => TemplatePart::Var(Var::DestQ),
+                "&DESTEX" => TemplatePart::Var(Var::DestEx),
+                "&RKEY" => TemplatePart::Var(Var::RKey),
+                "&REASON" => TemplatePart::Var(Var::Reason),
+                "&REPLYTO" => TemplatePart::Var(Var::ReplyTo),
+                lit => TemplatePart::Literal(lit.to_string()),
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn secs(v: &[u64]) -> Vec<Duration> {
+    v.iter().map(|&s| Duration::from_secs(s)).collect()
+}
+
+/// The SPEC §3 example table, as the parser would lower it (same line numbers).
+pub(crate) fn spec_table() -> Table {
+    let rule = |line, patterns, action| Rule {
+        line,
+        patterns,
+        action,
+    };
+    Table {
+        control: crate::rules::Control {
+            input_queue: Some("orders.dlq".into()),
+            ..Default::default()
+        },
+        rules: vec![
+            rule(
+                5,
+                Patterns {
+                    reason: g("maxlen"),
+                    destq: g("orders.*"),
+                    ..Default::default()
+                },
+                Action::Retry(Retry {
+                    limit: Some(5),
+                    delay: DelaySchedule {
+                        steps: secs(&[1]),
+                        backoff: 2.0,
+                        max: Duration::from_secs(10),
+                    },
+                }),
+            ),
+            rule(
+                6,
+                Patterns {
+                    reason: g("maxlen"),
+                    destq: g("orders.*"),
+                    ..Default::default()
+                },
+                Action::Forward(Forward {
+                    target: ForwardTarget::Queue(tpl(&["&DESTQ", ".parked"])),
+                    keep_headers: true,
+                }),
+            ),
+            rule(
+                9,
+                Patterns {
+                    reason: g("rejected"),
+                    persist: Some(true),
+                    ..Default::default()
+                },
+                Action::Retry(Retry {
+                    limit: Some(6),
+                    delay: DelaySchedule {
+                        steps: secs(&[1, 2, 3, 5, 8, 24]),
+                        backoff: 1.0,
+                        max: Duration::from_secs(240),
+                    },
+                }),
+            ),
+            rule(
+                10,
+                Patterns {
+                    reason: g("expired"),
+                    ..Default::default()
+                },
+                Action::Discard { archive: None },
+            ),
+            rule(
+                11,
+                Patterns {
+                    persist: Some(false),
+                    ..Default::default()
+                },
+                Action::Discard { archive: None },
+            ),
+            rule(
+                12,
+                Patterns {
+                    destq: Some(re(r"^billing\.(eu|us)$")),
+                    ..Default::default()
+                },
+                Action::Forward(Forward {
+                    target: ForwardTarget::Exchange {
+                        exchange: Template::literal("billing.errors"),
+                        routing_key: Some(tpl(&["&DESTQ"])),
+                    },
+                    keep_headers: true,
+                }),
+            ),
+            rule(13, Patterns::default(), Action::Leave),
+        ],
+    }
+}
+
+/// A dead letter as RabbitMQ 3.10 writes it: one x-death entry plus x-first-death-*.
+pub(crate) fn dead(queue: &str, reason: &str, persistent: bool, retries: Option<i64>) -> Message {
+    let mut entry = FieldTable::new();
+    entry.insert("count".into(), Value::I64(1));
+    entry.insert("exchange".into(), Value::string("shop"));
+    entry.insert("queue".into(), Value::string(queue));
+    entry.insert("reason".into(), Value::string(reason));
+    entry.insert(
+        "routing-keys".into(),
+        Value::Array(vec![Value::string(format!("{queue}.key"))]),
+    );
+    entry.insert("time".into(), Value::Timestamp(1_700_000_000));
+    let mut h = FieldTable::new();
+    h.insert("x-death".into(), Value::Array(vec![Value::Table(entry)]));
+    h.insert("x-first-death-exchange".into(), Value::string("shop"));
+    h.insert("x-first-death-queue".into(), Value::string(queue));
+    h.insert("x-first-death-reason".into(), Value::string(reason));
+    if let Some(n) = retries {
+        h.insert(RETRIES_HEADER.into(), Value::I64(n));
+    }
+    Message {
+        exchange: "dlx".into(),
+        routing_key: format!("{queue}.key"),
+        properties: Properties {
+            delivery_mode: Some(if persistent { 2 } else { 1 }),
+            message_id: Some("m1".into()),
+            reply_to: Some("replies".into()),
+            headers: Some(h),
+            ..Properties::default()
+        },
+        body: b"{}".to_vec(),
+    }
+}
+
+fn both(d: &Decider, m: &Message) -> Decision {
+    let dl = DeadLetter::new(m);
+    let fast = d.decide(&dl);
+    assert_eq!(fast, d.decide_linear(&dl), "index and linear walk disagree");
+    fast
+}
+
+fn retry(queue: &str, delay: u64, attempt: u32) -> Outcome {
+    Outcome::Retry {
+        queue: queue.into(),
+        delay: Duration::from_secs(delay),
+        attempt,
+    }
+}
+
+#[test]
+fn maxlen_retries_five_times_with_backoff_then_parks() {
+    let d = Decider::new(spec_table());
+    let want_delays = [1, 2, 4, 8, 10];
+    for (n, delay) in want_delays.iter().enumerate() {
+        let m = dead("orders.eu", "maxlen", true, Some(n as i64));
+        let dec = both(&d, &m);
+        assert_eq!(dec.line, Some(5), "retry {n}");
+        assert_eq!(dec.outcome, retry("orders.eu", *delay, n as u32 + 1));
+    }
+    let m = dead("orders.eu", "maxlen", true, Some(5));
+    let dec = both(&d, &m);
+    assert_eq!(dec.line, Some(6));
+    assert_eq!(
+        dec.outcome,
+        Outcome::Forward {
+            exchange: String::new(),
+            routing_key: "orders.eu.parked".into(),
+            keep_headers: true
+        }
+    );
+    assert_eq!(dec.outcome.target().as_deref(), Some("orders.eu.parked"));
+    let dl = DeadLetter::new(&m);
+    assert_eq!(
+        d.explain(&dl),
+        vec![(0, "RETRY(5) used up: 5 retries".to_string())]
+    );
+}
+
+#[test]
+fn rejected_persistent_follows_the_list_schedule_then_is_left() {
+    let d = Decider::new(spec_table());
+    for (n, delay) in [1, 2, 3, 5, 8, 24].iter().enumerate() {
+        let m = dead("payments", "rejected", true, Some(n as i64));
+        let dec = both(&d, &m);
+        assert_eq!(dec.line, Some(9));
+        assert_eq!(dec.outcome, retry("payments", *delay, n as u32 + 1));
+    }
+    // Used up: nothing else matches a persistent rejected message of payments.
+    let m = dead("payments", "rejected", true, Some(6));
+    let dec = both(&d, &m);
+    assert_eq!((dec.line, &dec.outcome), (Some(13), &Outcome::Leave));
+    let why: Vec<String> = d
+        .explain(&DeadLetter::new(&m))
+        .into_iter()
+        .map(|w| w.1)
+        .collect();
+    assert_eq!(
+        why,
+        [
+            "DESTQ 'payments' does not match 'orders.*'",
+            "DESTQ 'payments' does not match 'orders.*'",
+            "RETRY(6) used up: 6 retries",
+            "REASON 'rejected' does not match 'expired'",
+            "PERSIST(NO) but the message is persistent",
+            "DESTQ 'payments' does not match '/^billing\\.(eu|us)$/'",
+        ]
+    );
+}
+
+#[test]
+fn expired_is_discarded_and_transient_is_discarded() {
+    let d = Decider::new(spec_table());
+    let dec = both(&d, &dead("orders.eu", "expired", true, None));
+    assert_eq!(
+        (dec.line, dec.outcome),
+        (Some(10), Outcome::Discard { archive: None })
+    );
+    let dec = both(&d, &dead("orders.eu", "rejected", false, None));
+    assert_eq!(
+        (dec.line, dec.outcome),
+        (Some(11), Outcome::Discard { archive: None })
+    );
+}
+
+#[test]
+fn billing_forwards_to_exchange_with_substituted_key() {
+    let d = Decider::new(spec_table());
+    let dec = both(&d, &dead("billing.eu", "rejected", true, Some(6)));
+    assert_eq!(dec.line, Some(12));
+    assert_eq!(
+        dec.outcome,
+        Outcome::Forward {
+            exchange: "billing.errors".into(),
+            routing_key: "billing.eu".into(),
+            keep_headers: true
+        }
+    );
+    assert_eq!(
+        dec.outcome.target().as_deref(),
+        Some("billing.errors/billing.eu")
+    );
+    // billing.asia is not matched by the regex: the catch-all leaves it.
+    let dec = both(&d, &dead("billing.asia", "rejected", true, Some(6)));
+    assert_eq!(dec.line, Some(13));
+}
+
+#[test]
+fn no_rule_leaves_the_message() {
+    let mut t = spec_table();
+    t.rules.pop();
+    let d = Decider::new(t);
+    let dec = both(&d, &dead("payments", "rejected", true, Some(9)));
+    assert_eq!(
+        dec,
+        Decision {
+            rule: None,
+            line: None,
+            outcome: Outcome::Leave
+        }
+    );
+    let m = dead("payments", "rejected", true, Some(9));
+    let dl = DeadLetter::new(&m);
+    assert_eq!(d.explain(&dl).len(), 6);
+    assert_eq!(
+        d.why(&dl, &dec),
+        "no rule applies: the message stays on the DLQ"
+    );
+    let empty = Decider::new(Table::default());
+    assert_eq!(both(&empty, &dead("q", "x", true, None)).rule, None);
+}
+
+#[test]
+fn unlimited_retry_never_gives_up() {
+    let t = Table {
+        rules: vec![Rule {
+            line: 1,
+            patterns: Patterns::default(),
+            action: Action::Retry(Retry {
+                limit: None,
+                delay: DelaySchedule {
+                    steps: secs(&[1]),
+                    backoff: 2.0,
+                    max: Duration::from_secs(60),
+                },
+            }),
+        }],
+        ..Default::default()
+    };
+    let d = Decider::new(t);
+    let dec = both(&d, &dead("q", "rejected", true, Some(1_000_000)));
+    assert_eq!(dec.outcome, retry("q", 60, 1_000_001));
+    let dec = both(&d, &dead("q", "rejected", true, Some(i64::MAX)));
+    assert_eq!(dec.outcome, retry("q", 60, u32::MAX));
+    let m = dead("q", "rejected", true, Some(3));
+    let dl = DeadLetter::new(&m);
+    assert_eq!(
+        d.why(&dl, &d.decide(&dl)),
+        "catch-all rule; attempt 4, no limit"
+    );
+}
+
+#[test]
+fn why_names_what_matched() {
+    let d = Decider::new(spec_table());
+    let dl_msg = dead("orders.eu", "maxlen", true, Some(2));
+    let dl = DeadLetter::new(&dl_msg);
+    assert_eq!(
+        d.why(&dl, &d.decide(&dl)),
+        "DESTQ 'orders.eu' matches 'orders.*', REASON 'maxlen' matches 'maxlen'; attempt 3 of 5"
+    );
+}
+
+#[test]
+fn substitutions_and_default_routing_key() {
+    let fwd = |target| Rule {
+        line: 1,
+        patterns: Patterns::default(),
+        action: Action::Forward(Forward {
+            target,
+            keep_headers: false,
+        }),
+    };
+    let m = dead("orders", "rejected", true, None);
+    let dl = DeadLetter::new(&m);
+    let one = |target| {
+        Decider::new(Table {
+            rules: vec![fwd(target)],
+            ..Default::default()
+        })
+        .decide(&dl)
+        .outcome
+    };
+    assert_eq!(
+        one(ForwardTarget::Exchange {
+            exchange: tpl(&["err.", "&DESTEX"]),
+            routing_key: None
+        }),
+        Outcome::Forward {
+            exchange: "err.shop".into(),
+            routing_key: "orders.key".into(),
+            keep_headers: false
+        }
+    );
+    assert_eq!(
+        one(ForwardTarget::Queue(tpl(&[
+            "&REASON", "/", "&RKEY", "/", "&REPLYTO", "/", "&DESTQ"
+        ]))),
+        Outcome::Forward {
+            exchange: String::new(),
+            routing_key: "rejected/orders.key/replies/orders".into(),
+            keep_headers: false
+        }
+    );
+    // No x-death routing keys: FWDEX without FWDRKEY uses "".
+    let bare = Message::default();
+    let dl = DeadLetter::new(&bare);
+    let d = Decider::new(Table {
+        rules: vec![fwd(ForwardTarget::Exchange {
+            exchange: Template::literal("e"),
+            routing_key: None,
+        })],
+        ..Default::default()
+    });
+    assert_eq!(d.decide(&dl).outcome.target().as_deref(), Some("e/"));
+}
+
+#[test]
+fn headers_size_rkey_and_properties() {
+    let rule = |line, patterns| Rule {
+        line,
+        patterns,
+        action: Action::Leave,
+    };
+    let t = Table {
+        rules: vec![
+            rule(
+                1,
+                Patterns {
+                    headers: vec![("tenant".into(), Pattern::generic("acme-*"))],
+                    ..Default::default()
+                },
+            ),
+            rule(
+                2,
+                Patterns {
+                    size: Some(SizeBound::Greater(1024)),
+                    ..Default::default()
+                },
+            ),
+            rule(
+                3,
+                Patterns {
+                    rkey: Some(re("^orders\\.(eu|us)\\.key$")),
+                    msgid: g("m?"),
+                    ..Default::default()
+                },
+            ),
+            rule(
+                4,
+                Patterns {
+                    appid: g(""),
+                    replyto: g("replies"),
+                    ..Default::default()
+                },
+            ),
+        ],
+        ..Default::default()
+    };
+    let d = Decider::new(t);
+    let mut m = dead("orders.eu", "rejected", true, None);
+    assert_eq!(both(&d, &m).line, Some(3));
+    m.properties.message_id = Some("m12".into());
+    assert_eq!(both(&d, &m).line, Some(4));
+    m.properties.app_id = Some("shop".into());
+    assert_eq!(both(&d, &m).line, None);
+    m.body = vec![b'x'; 2000];
+    assert_eq!(both(&d, &m).line, Some(2));
+    if let Some(h) = m.properties.headers.as_mut() {
+        h.insert("tenant".into(), Value::string("acme-eu"));
+    }
+    assert_eq!(both(&d, &m).line, Some(1));
+    if let Some(h) = m.properties.headers.as_mut() {
+        h.insert("tenant".into(), Value::I32(7));
+    }
+    let dl = DeadLetter::new(&m);
+    assert_eq!(
+        d.explain(&dl)[0].1,
+        "HDR(tenant) '7' does not match 'acme-*'"
+    );
+}
+
+#[test]
+fn unicode_word_boundary_regex_falls_back_correctly() {
+    let t = Table {
+        rules: vec![Rule {
+            line: 1,
+            patterns: Patterns {
+                destq: Some(re(r"\bcafé\b")),
+                ..Default::default()
+            },
+            action: Action::Leave,
+        }],
+        ..Default::default()
+    };
+    let d = Decider::new(t);
+    assert_eq!(
+        both(&d, &dead("le café noir", "x", true, None)).line,
+        Some(1)
+    );
+    assert_eq!(both(&d, &dead("lecafé", "x", true, None)).line, None);
+}
+
+// --- The index equals the linear walk on random tables and messages. ---
+
+const NAMES: &[&str] = &["orders", "orders.eu", "billing.us", "", "é.x", "a.b.c"];
+
+fn arb_pattern() -> impl Strategy<Value = Pattern> {
+    prop_oneof![
+        prop::sample::select(NAMES).prop_map(Pattern::generic),
+        prop::sample::select(&["orders.*", "*", "?rders*", "*.*", "b*s", "é*"][..])
+            .prop_map(Pattern::generic),
+        prop::sample::select(&["^orders", "eu|us", "^$", r"\.", "(?i)ORDERS", r"\bb"][..])
+            .prop_map(re),
+    ]
+}
+
+fn arb_rule() -> impl Strategy<Value = Rule> {
+    (
+        (
+            prop::option::weighted(0.5, arb_pattern()),
+            prop::option::weighted(0.2, arb_pattern()),
+            prop::option::weighted(0.2, arb_pattern()),
+            prop::option::weighted(0.5, arb_pattern()),
+            prop::option::of(any::<bool>()),
+            prop::option::weighted(0.2, arb_pattern()),
+        ),
+        prop::option::weighted(0.1, arb_pattern()),
+        prop::option::weighted(0.1, (any::<bool>(), 0u64..8)),
+        prop::option::weighted(0.4, prop::option::of(0u32..4)),
+    )
+        .prop_map(
+            |((destq, destex, rkey, reason, persist, appid), hdr, size, retry)| Rule {
+                line: 0,
+                patterns: Patterns {
+                    destq,
+                    destex,
+                    rkey,
+                    reason,
+                    persist,
+                    appid,
+                    headers: hdr.map(|p| vec![("h".to_string(), p)]).unwrap_or_default(),
+                    size: size.map(|(gt, n)| {
+                        if gt {
+                            SizeBound::Greater(n)
+                        } else {
+                            SizeBound::Less(n)
+                        }
+                    }),
+                    ..Default::default()
+                },
+                action: match retry {
+                    Some(limit) => Action::Retry(Retry {
+                        limit,
+                        delay: DelaySchedule::default(),
+                    }),
+                    None => Action::Leave,
+                },
+            },
+        )
+}
+
+fn arb_message() -> impl Strategy<Value = Message> {
+    (
+        prop::sample::select(NAMES),
+        prop::sample::select(NAMES),
+        prop::sample::select(NAMES),
+        any::<bool>(),
+        0i64..6,
+        prop::option::of(prop::sample::select(NAMES)),
+        prop::collection::vec(prop::sample::select(NAMES), 0..3),
+        0usize..8,
+    )
+        .prop_map(|(q, reason, app, persistent, retries, hdr, keys, size)| {
+            let mut m = dead(q, reason, persistent, Some(retries));
+            m.properties.app_id = Some(app.to_string());
+            m.body = vec![b'x'; size];
+            if let Some(h) = m.properties.headers.as_mut() {
+                if let Some(v) = hdr {
+                    h.insert("h".into(), Value::string(v));
+                }
+                if let Some(Value::Array(d)) = h.get_mut("x-death")
+                    && let Some(Value::Table(e)) = d.first_mut()
+                {
+                    e.insert(
+                        "routing-keys".into(),
+                        Value::Array(keys.iter().map(|k| Value::string(*k)).collect()),
+                    );
+                }
+            }
+            m
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn index_equals_linear_walk(
+        rules in prop::collection::vec(arb_rule(), 0..100),
+        msgs in prop::collection::vec(arb_message(), 1..20),
+    ) {
+        let mut rules = rules;
+        for (i, r) in rules.iter_mut().enumerate() {
+            r.line = i as u32 + 1;
+        }
+        let d = Decider::new(Table { rules, ..Default::default() });
+        for m in &msgs {
+            let dl = DeadLetter::new(m);
+            prop_assert_eq!(d.decide(&dl), d.decide_linear(&dl));
+            let explained = d.explain(&dl);
+            let first = d.decide_linear(&dl).rule.unwrap_or(d.table().rules.len());
+            prop_assert_eq!(explained.len(), first);
+        }
+    }
+}
