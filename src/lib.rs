@@ -15,5 +15,6 @@ pub mod decide;
 pub mod dry_run;
 pub mod inspect;
 pub mod message;
+pub mod outgoing;
 pub mod rules;
 pub mod shutdown;

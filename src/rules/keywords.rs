@@ -1,0 +1,198 @@
+//! The vocabulary of the rules language: every keyword, its aliases, and what kind of
+//! keyword it is (control data, pattern, action, or an MQ-only keyword with no AMQP meaning).
+
+/// A keyword, after aliases are resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kw {
+    // Control data.
+    InputQ,
+    RetryInt,
+    Wait,
+    // Patterns.
+    DestQ,
+    DestEx,
+    RKey,
+    Reason,
+    Persist,
+    AppId,
+    UserId,
+    Type,
+    ContentType,
+    MsgId,
+    ReplyTo,
+    Hdr,
+    Size,
+    // Actions.
+    Action,
+    Retry,
+    Delay,
+    Backoff,
+    MaxDelay,
+    FwdQ,
+    FwdEx,
+    FwdRKey,
+    Header,
+    Archive,
+    /// A runmqdlq keyword with no AMQP meaning: accepted, ignored, warned about.
+    MqOnly(&'static str),
+}
+
+/// What part of an entry a keyword belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Control,
+    Pattern,
+    Action,
+    MqOnly,
+}
+
+/// Every spelling the language accepts, upper case, with its meaning.
+/// Aliases come from runmqdlq (`APPLNAME`, `MSGTYPE`, `REPLYQ`, `FORMAT`).
+pub const KEYWORDS: &[(&str, Kw)] = &[
+    ("INPUTQ", Kw::InputQ),
+    ("RETRYINT", Kw::RetryInt),
+    ("WAIT", Kw::Wait),
+    ("DESTQ", Kw::DestQ),
+    ("DESTEX", Kw::DestEx),
+    ("RKEY", Kw::RKey),
+    ("REASON", Kw::Reason),
+    ("PERSIST", Kw::Persist),
+    ("APPID", Kw::AppId),
+    ("APPLNAME", Kw::AppId),
+    ("USERID", Kw::UserId),
+    ("TYPE", Kw::Type),
+    ("MSGTYPE", Kw::Type),
+    ("CONTENTTYPE", Kw::ContentType),
+    ("FORMAT", Kw::ContentType),
+    ("MSGID", Kw::MsgId),
+    ("REPLYTO", Kw::ReplyTo),
+    ("REPLYQ", Kw::ReplyTo),
+    ("HDR", Kw::Hdr),
+    ("SIZE", Kw::Size),
+    ("ACTION", Kw::Action),
+    ("RETRY", Kw::Retry),
+    ("DELAY", Kw::Delay),
+    ("BACKOFF", Kw::Backoff),
+    ("MAXDELAY", Kw::MaxDelay),
+    ("FWDQ", Kw::FwdQ),
+    ("FWDEX", Kw::FwdEx),
+    ("FWDRKEY", Kw::FwdRKey),
+    ("HEADER", Kw::Header),
+    ("ARCHIVE", Kw::Archive),
+    // runmqdlq keywords that name MQ concepts AMQP does not have.
+    ("INPUTQM", Kw::MqOnly("INPUTQM")),
+    ("DESTQM", Kw::MqOnly("DESTQM")),
+    ("REPLYQM", Kw::MqOnly("REPLYQM")),
+    ("FWDQM", Kw::MqOnly("FWDQM")),
+    ("PUTAUT", Kw::MqOnly("PUTAUT")),
+    ("APPLTYPE", Kw::MqOnly("APPLTYPE")),
+    ("APPLIDAT", Kw::MqOnly("APPLIDAT")),
+    ("FEEDBACK", Kw::MqOnly("FEEDBACK")),
+];
+
+/// Why an MQ-only keyword has no meaning here, for the warning.
+pub fn mq_only_reason(name: &str) -> &'static str {
+    match name {
+        "INPUTQM" => "dlqd connects to one broker given by --url",
+        "DESTQM" | "REPLYQM" => "AMQP has no queue managers; messages carry no queue manager name",
+        "FWDQM" => "forwards go to the broker dlqd is connected to",
+        "PUTAUT" => "messages are published with dlqd's own credentials",
+        "APPLTYPE" => "AMQP messages carry no putting-application type",
+        "APPLIDAT" => "AMQP messages carry no application identity data",
+        "FEEDBACK" => "AMQP messages have no feedback code; use REASON",
+        _ => "it is an IBM MQ concept",
+    }
+}
+
+/// The meaning of a keyword as written (any case), or `None` when unknown.
+pub fn lookup(name: &str) -> Option<Kw> {
+    KEYWORDS
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|&(_, kw)| kw)
+}
+
+impl Kw {
+    pub fn class(self) -> Class {
+        match self {
+            Kw::InputQ | Kw::RetryInt | Kw::Wait => Class::Control,
+            Kw::DestQ
+            | Kw::DestEx
+            | Kw::RKey
+            | Kw::Reason
+            | Kw::Persist
+            | Kw::AppId
+            | Kw::UserId
+            | Kw::Type
+            | Kw::ContentType
+            | Kw::MsgId
+            | Kw::ReplyTo
+            | Kw::Hdr
+            | Kw::Size => Class::Pattern,
+            Kw::Action
+            | Kw::Retry
+            | Kw::Delay
+            | Kw::Backoff
+            | Kw::MaxDelay
+            | Kw::FwdQ
+            | Kw::FwdEx
+            | Kw::FwdRKey
+            | Kw::Header
+            | Kw::Archive => Class::Action,
+            Kw::MqOnly(_) => Class::MqOnly,
+        }
+    }
+
+    /// The canonical name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kw::MqOnly(n) => n,
+            kw => KEYWORDS
+                .iter()
+                .find(|&&(_, k)| k == kw)
+                .map(|&(n, _)| n)
+                .unwrap_or("?"),
+        }
+    }
+
+    /// True for the keywords whose value may be a `/regex/` (it may contain parentheses).
+    pub fn takes_regex(self) -> bool {
+        matches!(
+            self,
+            Kw::DestQ
+                | Kw::DestEx
+                | Kw::RKey
+                | Kw::Reason
+                | Kw::AppId
+                | Kw::UserId
+                | Kw::Type
+                | Kw::ContentType
+                | Kw::MsgId
+                | Kw::ReplyTo
+                | Kw::Hdr
+        )
+    }
+}
+
+/// The closest known keyword to a misspelt one, if any is close enough.
+pub fn suggest(name: &str) -> Option<&'static str> {
+    closest(name, KEYWORDS.iter().map(|&(k, _)| k))
+}
+
+/// The closest candidate (compared case-insensitively), when it is close enough to be a typo.
+pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let w = word.to_ascii_uppercase();
+    let mut best: Option<(usize, &str)> = None;
+    for c in candidates {
+        let d = strsim::damerau_levenshtein(&w, &c.to_ascii_uppercase());
+        if best.is_none_or(|(bd, _)| d < bd) {
+            best = Some((d, c));
+        }
+    }
+    let limit = match w.chars().count() {
+        0..=2 => 0,
+        3..=5 => 1,
+        _ => 2,
+    };
+    best.filter(|&(d, _)| d > 0 && d <= limit).map(|(_, c)| c)
+}
