@@ -13,13 +13,21 @@ use dlqd::dead_letter::DeadLetter;
 use dlqd::message::{Message, Value};
 use lapin::types::AMQPValue;
 
-fn dlqd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dlqd"))
-        .args(args)
-        .env("DLQD_URL", URL)
-        .env("DLQD_LOG", "info")
-        .output()
-        .expect("run dlqd")
+/// Run the dlqd binary (off the runtime's thread: the test's own connection must keep
+/// up its heartbeats meanwhile).
+async fn dlqd(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_dlqd"))
+            .args(&args)
+            .env("DLQD_URL", URL)
+            .env("DLQD_LOG", "info")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run dlqd")
+    })
+    .await
+    .expect("dlqd runner")
 }
 
 fn text(b: &[u8]) -> String {
@@ -117,7 +125,7 @@ async fn browse_of_a_missing_queue_says_so() {
     assert!(err.to_string().contains(&name), "{err}");
     assert!(!err.to_string().contains("guest:guest"), "{err}");
 
-    let out = dlqd(&["capture", "--queue", &name]);
+    let out = dlqd(&["capture", "--queue", &name]).await;
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("does not exist"), "{stderr}");
@@ -213,7 +221,8 @@ async fn capture_copies_real_dead_letters_without_consuming_them() {
         &dlq,
         "--out",
         file.to_str().expect("utf-8 path"),
-    ]);
+    ])
+    .await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("captured 6 of 6 message(s)"), "{stderr}");
@@ -292,7 +301,7 @@ async fn capture_with_a_limit_copies_the_first_messages_to_stdout() {
     let made = make_dead_letters(&mut lab).await;
     let dlq = lab.dlq.clone();
 
-    let out = dlqd(&["capture", "--queue", &dlq, "--limit", "3"]);
+    let out = dlqd(&["capture", "--queue", &dlq, "--limit", "3"]).await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("captured 3 of 6 message(s)"), "{stderr}");
@@ -346,7 +355,7 @@ async fn inspect_counts_real_dead_letters_without_consuming_them() {
     let dlq = lab.dlq.clone();
     let (work, ttl, maxlen) = (&made[0].queue, &made[2].queue, &made[4].queue);
 
-    let out = dlqd(&["inspect", "--queue", &dlq]);
+    let out = dlqd(&["inspect", "--queue", &dlq]).await;
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
@@ -372,7 +381,7 @@ async fn inspect_counts_real_dead_letters_without_consuming_them() {
         "a body was shown: {stdout}"
     );
 
-    let out = dlqd(&["inspect", "--queue", &dlq, "--messages"]);
+    let out = dlqd(&["inspect", "--queue", &dlq, "--messages"]).await;
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let listed: Vec<(String, String, String)> = stdout
@@ -394,7 +403,7 @@ async fn inspect_counts_real_dead_letters_without_consuming_them() {
         "a body was shown: {stdout}"
     );
 
-    let out = dlqd(&["inspect", "--queue", &dlq, "--messages", "--show-body"]);
+    let out = dlqd(&["inspect", "--queue", &dlq, "--messages", "--show-body"]).await;
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(stdout.contains("rejected one"), "{stdout}");

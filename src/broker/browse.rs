@@ -13,6 +13,8 @@
 //! Memory: one message at a time on the client; the broker holds the unacknowledged
 //! ones until the nack.
 
+use std::time::{Duration, Instant};
+
 use lapin::options::{BasicGetOptions, BasicNackOptions, QueueDeclareOptions};
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{FieldTable, ShortString};
@@ -120,6 +122,9 @@ where
         None => Ok(()),
     };
     let _ = ch.close(200, "dlqd browse done".into()).await;
+    if put_back.is_ok() && done.fetched > 0 {
+        settle(conn, &name, done.depth_at_start, done.fetched).await;
+    }
     tracing::debug!(
         queue = %queue,
         depth = done.depth_at_start,
@@ -188,6 +193,34 @@ where
         }
     }
     Ok(())
+}
+
+/// Wait until the broker has put the browsed messages back, i.e. the queue holds at
+/// least as many messages as at the start: a requeue is asynchronous, and a browse that
+/// returned before it finished would let the next look at the queue see it short.
+/// Bounded: competing consumers may keep the queue from ever getting back to its depth;
+/// then it logs and returns (the messages are with the broker either way).
+async fn settle(conn: &Connection, name: &ShortString, depth_at_start: u64, fetched: u64) {
+    let limit = Duration::from_secs(10).max(Duration::from_millis(fetched));
+    let started = Instant::now();
+    let mut seen = 0;
+    while started.elapsed() < limit {
+        match depth(conn, name).await {
+            Ok(n) if n >= depth_at_start => return,
+            Ok(n) => seen = n,
+            Err(e) => {
+                tracing::warn!(queue = %name, error = %e, "cannot check that the browsed messages are back");
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::warn!(
+        queue = %name,
+        depth = seen,
+        depth_at_start,
+        "the queue holds fewer messages than when the browse started (another consumer?)"
+    );
 }
 
 fn has_delivery_count(p: &lapin::BasicProperties) -> bool {
