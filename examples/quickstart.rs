@@ -4,8 +4,9 @@
 //! `quickstart setup`   delete and recreate the demo queues, then make dead letters:
 //!                      a consumer rejects, messages expire (TTL), a full queue drops
 //!                      its oldest (max-length); then the order service catches up.
-//! `quickstart status`  each demo queue's depth and the message ids it holds (browsed
-//!                      without consuming).
+//! `quickstart status [FILE]`  each demo queue's depth and the message ids it holds
+//!                      (browsed without consuming); FILE keeps `id queue` lines.
+//! `quickstart moves BEFORE AFTER`  where each message went between two status files.
 //!
 //! A demo, not the library: it talks to the broker with lapin directly.
 
@@ -40,8 +41,12 @@ async fn main() {
     let command = std::env::args().nth(1).unwrap_or_default();
     let result = match command.as_str() {
         "setup" => setup().await,
-        "status" => status().await,
-        _ => Err("usage: quickstart setup|status".into()),
+        "status" => status(std::env::args().nth(2)).await,
+        "moves" => match (std::env::args().nth(2), std::env::args().nth(3)) {
+            (Some(before), Some(after)) => moves(&before, &after),
+            _ => Err("usage: quickstart moves BEFORE AFTER".into()),
+        },
+        _ => Err("usage: quickstart setup | status [FILE] | moves BEFORE AFTER".into()),
     };
     if let Err(e) = result {
         eprintln!("quickstart: error: {e}");
@@ -298,8 +303,9 @@ async fn wait_depth(ch: &Channel, queue: &str, n: u32) -> Result<()> {
 }
 
 /// Each demo queue: depth and message ids, browsed without consuming.
-async fn status() -> Result<()> {
+async fn status(save: Option<String>) -> Result<()> {
     let url = url();
+    let mut saved = String::new();
     for queue in QUEUES {
         let mut ids = Vec::new();
         let browsed = dlqd::broker::browse::browse(&url, queue, None, |m| {
@@ -313,6 +319,45 @@ async fn status() -> Result<()> {
             ids.join(" ")
         );
         println!("{}", line.trim_end());
+        for id in ids {
+            saved.push_str(&format!("{id} {queue}\n"));
+        }
+    }
+    if let Some(path) = save {
+        std::fs::write(&path, saved).map_err(|e| format!("cannot write {path}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Where each message was in BEFORE and is in AFTER (status files).
+fn moves(before: &str, after: &str) -> Result<()> {
+    let read = |path: &str| -> Result<Vec<(String, String)>> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(id, q)| (id.to_string(), q.to_string()))
+            .collect())
+    };
+    let (before, after) = (read(before)?, read(after)?);
+    for (id, from) in &before {
+        let to: Vec<&str> = after
+            .iter()
+            .filter(|(a, _)| a == id)
+            .map(|(_, q)| q.as_str())
+            .collect();
+        let to = match to.as_slice() {
+            [] => "(gone: discarded)".to_string(),
+            [q] if *q == from => format!("{q} (stayed)"),
+            qs => qs.join(", "),
+        };
+        println!("  {id:<8} {from} → {to}");
+    }
+    for (id, to) in after
+        .iter()
+        .filter(|(a, _)| before.iter().all(|(b, _)| b != a))
+    {
+        println!("  {id:<8} (new) → {to}");
     }
     Ok(())
 }
