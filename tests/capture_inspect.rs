@@ -420,3 +420,47 @@ async fn inspect_counts_real_dead_letters_without_consuming_them() {
     assert_eq!(after, want, "the DLQ changed");
     lab.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_capture_that_cannot_be_written_leaves_the_queue_as_it_was() {
+    // /dev/full fails every write: the capture stops part-way through the queue.
+    let mut lab = Lab::new("dlqd.test.capture.full", false).await;
+    let q = lab.plain_queue("dlqd.test.capture.full.q").await;
+    let mut want = Vec::new();
+    for i in 0..50 {
+        let body = vec![b'a' + (i % 26) as u8; 1024];
+        lab.publish(&q, &format!("m{i}"), &body, true).await;
+        want.push(Seen {
+            message_id: Some(format!("m{i}")),
+            body,
+        });
+    }
+
+    let out = dlqd(&["capture", "--queue", &q, "--out", "/dev/full"]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("capture of queue {q:?} failed")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+
+    let out = dlqd(&[
+        "capture",
+        "--queue",
+        &q,
+        "--out",
+        "/nonexistent-dir/x.jsonl",
+    ])
+    .await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot create capture file /nonexistent-dir/x.jsonl"),
+        "{stderr}"
+    );
+
+    lab.wait_depth(&q, 50).await;
+    assert_eq!(lab.drain(&q).await, want, "the queue changed");
+    lab.cleanup().await;
+}
