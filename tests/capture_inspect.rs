@@ -98,6 +98,26 @@ async fn browse_leaves_a_classic_queue_as_it_was() {
 }
 
 #[tokio::test]
+async fn browse_takes_many_batches_and_keeps_the_order() {
+    // More than two prefetch windows (1000 each) of messages.
+    let mut lab = Lab::new("dlqd.test.browse.many", false).await;
+    let q = lab.plain_queue("dlqd.test.browse.many.q").await;
+    let want = lab.publish_many(&q, 2345).await;
+    lab.wait_depth(&q, 2345).await;
+
+    let (first, done) = browse_ids(&q, Some(1500)).await;
+    assert_eq!(first, want[..1500]);
+    assert_eq!((done.visited, done.fetched), (1500, 1500));
+    let (all, done) = browse_ids(&q, None).await;
+    assert_eq!(all, want);
+    assert_eq!((done.visited, done.fetched), (2345, 2345));
+
+    lab.wait_depth(&q, 2345).await;
+    assert_eq!(lab.drain(&q).await, want, "the queue changed");
+    lab.cleanup().await;
+}
+
+#[tokio::test]
 async fn browse_keeps_the_order_of_a_quorum_queue_with_a_limit() {
     // RabbitMQ 3.10 quorum queues put requeued messages at the back: browsing only
     // the first 5 and putting them back would rotate the queue.

@@ -15,7 +15,11 @@
 
 use std::time::{Duration, Instant};
 
-use lapin::options::{BasicGetOptions, BasicNackOptions, QueueDeclareOptions};
+use futures_lite::StreamExt;
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicQosOptions,
+    QueueDeclareOptions,
+};
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, ErrorKind};
@@ -104,23 +108,31 @@ where
         depth_at_start: depth,
         ..Browsed::default()
     };
-    let mut last_tag = None;
-    let fetched = fetch(&ch, &name, limit, &mut done, &mut last_tag, &mut visit).await;
-    // Put everything back, in order, whatever happened above. A nack that cannot be
-    // sent (channel or connection gone) leaves the requeue to the broker.
-    let put_back = match last_tag {
-        Some(tag) => ch
+    let mut consumer_tag = None;
+    let fetched = fetch(&ch, &name, limit, &mut done, &mut consumer_tag, &mut visit).await;
+    // Put everything back, in order, whatever happened above: stop the consumer (no
+    // more deliveries), then nack every delivery of the channel (tag 0 + multiple).
+    // A nack that cannot be sent (channel or connection gone) leaves the requeue to
+    // the broker.
+    let mut put_back = Ok(());
+    if let Some(tag) = consumer_tag {
+        put_back = ch
+            .basic_cancel(tag, BasicCancelOptions::default())
+            .await
+            .map_err(broker_err);
+    }
+    if put_back.is_ok() && done.fetched > 0 {
+        put_back = ch
             .basic_nack(
-                tag,
+                0,
                 BasicNackOptions {
                     multiple: true,
                     requeue: true,
                 },
             )
             .await
-            .map_err(broker_err),
-        None => Ok(()),
-    };
+            .map_err(broker_err);
+    }
     let _ = ch.close(200, "dlqd browse done".into()).await;
     if put_back.is_ok() && done.fetched > 0 {
         settle(conn, &name, done.depth_at_start, done.fetched).await;
@@ -146,12 +158,23 @@ enum FetchError {
     Visit(std::io::Error),
 }
 
+/// Messages taken per consumer: the prefetch window, so at most this many wait in the
+/// client's buffer.
+const BATCH: u64 = 1000;
+/// How long to wait for a delivery before deciding the queue ran dry (another
+/// consumer took the rest).
+const IDLE: Duration = Duration::from_secs(2);
+
+/// Take messages in batches: a consumer with a prefetch of one batch receives exactly
+/// that many (none is acknowledged, so no more come), is cancelled, and the next
+/// consumer receives the next batch. The deliveries of cancelled consumers stay
+/// unacknowledged on the channel. One round trip per batch, not per message.
 async fn fetch<F>(
     ch: &Channel,
     name: &ShortString,
     limit: Option<u64>,
     done: &mut Browsed,
-    last_tag: &mut Option<u64>,
+    consumer_tag: &mut Option<ShortString>,
     visit: &mut F,
 ) -> Result<(), FetchError>
 where
@@ -159,37 +182,63 @@ where
 {
     let wanted = limit.map_or(done.depth_at_start, |l| l.min(done.depth_at_start));
     let mut target = wanted;
+    if target == 0 {
+        return Ok(());
+    }
+    // The first message by basic.get: RabbitMQ 3.10 quorum queues mark every basic.get
+    // delivery with `x-delivery-count` (consumer deliveries only after a redelivery).
+    let Some(first) = ch
+        .basic_get(name.clone(), BasicGetOptions { no_ack: false })
+        .await
+        .map_err(FetchError::Broker)?
+    else {
+        return Ok(());
+    };
+    if has_delivery_count(&first.delivery.properties) {
+        done.quorum = true;
+        target = done.depth_at_start;
+        tracing::warn!(
+            queue = %name,
+            depth = done.depth_at_start,
+            "quorum queue: reading all its messages to keep their order; each browse \
+             counts as a delivery attempt toward x-delivery-limit"
+        );
+    }
+    take(first.delivery, wanted, done, visit)?;
     while done.fetched < target {
-        let got = ch
-            .basic_get(name.clone(), BasicGetOptions { no_ack: false })
+        let batch = (target - done.fetched).min(BATCH);
+        ch.basic_qos(
+            u16::try_from(batch).unwrap_or(u16::MAX),
+            BasicQosOptions { global: false },
+        )
+        .await
+        .map_err(FetchError::Broker)?;
+        let mut consumer = ch
+            .basic_consume(
+                name.clone(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await
             .map_err(FetchError::Broker)?;
-        let Some(got) = got else {
-            // Someone else took the rest.
-            break;
-        };
-        let delivery = got.delivery;
-        *last_tag = Some(delivery.delivery_tag);
-        done.fetched += 1;
-        if done.fetched == 1 && has_delivery_count(&delivery.properties) {
-            done.quorum = true;
-            target = done.depth_at_start;
-            tracing::warn!(
-                queue = %name,
-                depth = done.depth_at_start,
-                "quorum queue: reading all its messages to keep their order; each browse \
-                 counts as a delivery attempt toward x-delivery-limit"
-            );
+        *consumer_tag = Some(consumer.tag());
+        let mut got = 0;
+        while got < batch {
+            let delivery = match tokio::time::timeout(IDLE, consumer.next()).await {
+                Ok(Some(d)) => d.map_err(FetchError::Broker)?,
+                // Cancelled by the broker, or nothing more came: someone else took the rest.
+                Ok(None) | Err(_) => break,
+            };
+            got += 1;
+            take(delivery, wanted, done, visit)?;
         }
-        if done.visited < wanted {
-            let message = message_from_amqp(
-                delivery.exchange.as_str(),
-                delivery.routing_key.as_str(),
-                &delivery.properties,
-                delivery.data,
-            );
-            visit(message).map_err(FetchError::Visit)?;
-            done.visited += 1;
+        ch.basic_cancel(consumer.tag(), BasicCancelOptions::default())
+            .await
+            .map_err(FetchError::Broker)?;
+        *consumer_tag = None;
+        if got < batch {
+            break;
         }
     }
     Ok(())
@@ -221,6 +270,30 @@ async fn settle(conn: &Connection, name: &ShortString, depth_at_start: u64, fetc
         depth_at_start,
         "the queue holds fewer messages than when the browse started (another consumer?)"
     );
+}
+
+/// Count a delivery, and hand it to the visitor while fewer than `wanted` have been.
+fn take<F>(
+    delivery: lapin::message::Delivery,
+    wanted: u64,
+    done: &mut Browsed,
+    visit: &mut F,
+) -> Result<(), FetchError>
+where
+    F: FnMut(Message) -> std::io::Result<()>,
+{
+    done.fetched += 1;
+    if done.visited < wanted {
+        let message = message_from_amqp(
+            delivery.exchange.as_str(),
+            delivery.routing_key.as_str(),
+            &delivery.properties,
+            delivery.data,
+        );
+        visit(message).map_err(FetchError::Visit)?;
+        done.visited += 1;
+    }
+    Ok(())
 }
 
 fn has_delivery_count(p: &lapin::BasicProperties) -> bool {

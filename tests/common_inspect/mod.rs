@@ -9,9 +9,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,
-    BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -213,6 +213,37 @@ impl Lab {
         );
     }
 
+    /// Publish `n` persistent messages m0.. (body = id) to a queue, confirms pipelined.
+    pub async fn publish_many(&self, queue: &str, n: usize) -> Vec<Seen> {
+        let mut confirms = Vec::with_capacity(n);
+        let mut want = Vec::with_capacity(n);
+        for i in 0..n {
+            let id = format!("m{i}");
+            let confirm = self
+                .ch
+                .basic_publish(
+                    "".into(),
+                    queue.into(),
+                    BasicPublishOptions::default(),
+                    id.as_bytes(),
+                    BasicProperties::default()
+                        .with_message_id(id.as_str().into())
+                        .with_delivery_mode(2),
+                )
+                .await
+                .expect("publish");
+            confirms.push(confirm);
+            want.push(Seen {
+                message_id: Some(id.clone()),
+                body: id.into_bytes(),
+            });
+        }
+        for c in confirms {
+            assert!(c.await.expect("confirm").is_ack(), "publish not acked");
+        }
+        want
+    }
+
     /// Consume `n` messages from `queue` and reject them (requeue=false): dead letters.
     pub async fn reject(&self, queue: &str, n: usize) {
         let ch = self.conn.create_channel().await.expect("channel");
@@ -275,30 +306,41 @@ impl Lab {
         }
     }
 
-    /// Take every message off a queue (basic.get + ack), in order.
+    /// Take every message off a queue, in order (a no-ack consumer; the queue must be
+    /// still: its depth is read first).
     pub async fn drain(&self, queue: &str) -> Vec<Seen> {
+        let n = self.depth(queue).await as usize;
         let ch = self.conn.create_channel().await.expect("channel");
-        let mut out = Vec::new();
-        while let Some(m) = ch
-            .basic_get(queue.into(), BasicGetOptions::default())
+        let mut consumer = ch
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
             .await
-            .expect("basic_get")
-        {
-            out.push(Seen {
-                message_id: m
-                    .delivery
-                    .properties
-                    .message_id()
-                    .as_ref()
-                    .map(|s| s.to_string()),
-                body: m.delivery.data.clone(),
-            });
-            m.delivery
-                .ack(BasicAckOptions::default())
+            .expect("consume");
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
                 .await
-                .expect("ack");
+                .expect("the next message within 10s")
+                .expect("consumer open")
+                .expect("delivery");
+            out.push(Seen {
+                message_id: d.properties.message_id().as_ref().map(|s| s.to_string()),
+                body: d.data,
+            });
         }
         let _ = ch.close(200, "done".into()).await;
+        assert_eq!(
+            self.depth(queue).await,
+            0,
+            "{queue} is not empty after the drain"
+        );
         out
     }
 
