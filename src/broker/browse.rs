@@ -1,17 +1,23 @@
-//! Browsing a queue without consuming it (for `capture` and `inspect`): basic.get
-//! without acknowledging, up to the depth at start, then one nack(multiple, requeue)
-//! so the broker puts every message back where it was.
+//! Browsing a queue without consuming it (for `capture` and `inspect`): take messages
+//! without acknowledging them, up to the depth at start, then one nack(multiple,
+//! requeue) so the broker puts every message back where it was.
+//!
+//! Taking: the first message by basic.get, the rest by consumers with a prefetch of
+//! one batch: none is acknowledged, so each consumer receives exactly one batch and is
+//! cancelled; the next consumer gets the next batch. One round trip per batch.
 //!
 //! Order: on classic queues a requeued message goes back to its original position, so
 //! browsing the first N leaves the queue as it was. RabbitMQ 3.10 quorum queues put
 //! requeued messages at the back instead (and closing the channel returns them in no
 //! particular order): there the browse takes the whole queue and returns it in order
 //! with one nack, which restores the order. Quorum queues are recognised by the
-//! `x-delivery-count` header they put on every delivery. On a quorum queue every
-//! browse counts as a delivery attempt toward `x-delivery-limit`.
+//! `x-delivery-count` header they put on every basic.get delivery. On a quorum queue
+//! every browse counts as a delivery attempt toward `x-delivery-limit`.
 //!
-//! Memory: one message at a time on the client; the broker holds the unacknowledged
-//! ones until the nack.
+//! Memory: at most one batch waits in the client's buffer; the broker holds the
+//! unacknowledged messages until the nack. Messages stay unacknowledged for the whole
+//! browse: a browse longer than the broker's `consumer_timeout` (30 min by default)
+//! has its channel closed, and the broker requeues them itself.
 
 use std::time::{Duration, Instant};
 
