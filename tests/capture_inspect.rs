@@ -484,3 +484,54 @@ async fn a_capture_that_cannot_be_written_leaves_the_queue_as_it_was() {
     assert_eq!(lab.drain(&q).await, want, "the queue changed");
     lab.cleanup().await;
 }
+
+#[tokio::test]
+async fn bad_arguments_and_unreachable_brokers_are_clear_errors() {
+    let long = "q".repeat(300);
+    let out = dlqd(&["inspect", "--queue", &long]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("queue name is 300 bytes long; AMQP allows at most 255"),
+        "{stderr}"
+    );
+
+    let out = dlqd(&[
+        "capture",
+        "--queue",
+        "q",
+        "--url",
+        "amqp://u:hunter2@127.0.0.1:1/%2f",
+    ])
+    .await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot connect to amqp://u:***@127.0.0.1:1/%2f"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn an_empty_queue_and_a_zero_limit() {
+    let mut lab = Lab::new("dlqd.test.empty", false).await;
+    let q = lab.plain_queue("dlqd.test.empty.q").await;
+
+    let out = dlqd(&["inspect", "--queue", &q, "--messages"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("queue {q}: 0 messages, 0 B of bodies\n")
+    );
+
+    let want = fill(&lab, &q, 3).await;
+    let out = dlqd(&["capture", "--queue", &q, "--limit", "0"]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(stderr.contains("captured 0 of 3 message(s)"), "{stderr}");
+    assert_eq!(lab.drain(&q).await, want);
+    lab.cleanup().await;
+}
