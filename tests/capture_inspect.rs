@@ -99,7 +99,7 @@ async fn browse_leaves_a_classic_queue_as_it_was() {
 
 #[tokio::test]
 async fn browse_takes_many_batches_and_keeps_the_order() {
-    // More than two prefetch windows (1000 each) of messages.
+    // Many prefetch windows (256 messages each), and a limit that ends inside one.
     let mut lab = Lab::new("dlqd.test.browse.many", false).await;
     let q = lab.plain_queue("dlqd.test.browse.many.q").await;
     let want = lab.publish_many(&q, 2345).await;

@@ -165,8 +165,8 @@ enum FetchError {
 }
 
 /// Messages taken per consumer: the prefetch window, so at most this many wait in the
-/// client's buffer.
-const BATCH: u64 = 1000;
+/// client's buffer (256 × the largest message). Three round trips per batch.
+const BATCH: u64 = 256;
 /// How long to wait for a delivery before deciding the queue ran dry (another
 /// consumer took the rest).
 const IDLE: Duration = Duration::from_secs(2);
