@@ -23,8 +23,8 @@ demo=target/debug/examples/quickstart
 step "1. A dead-lettering setup, and dead letters made the real ways"
 "$demo" setup
 
-step "2. dlqd inspect --queue dlqd.demo.dlq      (metadata only; consumes nothing)"
-"$dlqd" inspect --queue dlqd.demo.dlq
+step "2. dlqd inspect --queue dlqd.demo.dlq --messages      (metadata only; consumes nothing)"
+"$dlqd" inspect --queue dlqd.demo.dlq --messages
 
 step "3. dlqd capture --queue dlqd.demo.dlq --out $work/dlq.jsonl      (consumes nothing)"
 "$dlqd" capture --queue dlqd.demo.dlq --out "$work/dlq.jsonl"

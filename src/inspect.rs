@@ -12,8 +12,9 @@ use crate::message::{DELAY_QUEUE_PREFIX, Message, Value};
 /// What inspect shows of one message: metadata only, never the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageMeta {
-    /// 1-based position in the queue (at the time it was browsed).
-    pub position: u64,
+    /// 0-based position in the queue when it was browsed (the same index `dry-run`
+    /// gives the message in a capture of the queue).
+    pub index: u64,
     pub message_id: Option<String>,
     /// The queue it died in ("" when unknown).
     pub original_queue: String,
@@ -30,10 +31,10 @@ pub struct MessageMeta {
 
 impl MessageMeta {
     /// The metadata of a message from its dead-letter facts.
-    pub fn new(position: u64, dead: &DeadLetter<'_>) -> Self {
+    pub fn new(index: u64, dead: &DeadLetter<'_>) -> Self {
         let message = dead.message;
         MessageMeta {
-            position,
+            index,
             message_id: message.properties.message_id.clone(),
             original_queue: dead.destq.clone(),
             reason: dead.reason.clone(),
@@ -171,7 +172,7 @@ impl Summary {
                 ]
             })
             .collect();
-        let header = ["original queue", "reason", "persistent", "messages"].map(String::from);
+        let header = ["ORIGINAL QUEUE", "REASON", "PERSISTENT", "MESSAGES"].map(String::from);
         out.push('\n');
         out.push_str(&table(&header, &rows));
         out.push('\n');
@@ -231,10 +232,10 @@ fn nearest_rank(sorted: &[u64], percent: u64) -> u64 {
 pub fn message_header(show_body: bool) -> String {
     let mut line = format!(
         "{:>8}  {:<20}  {:<24}  {:<10}  {:>7}  {:>10}  {:<20}",
-        "#", "message-id", "original-queue", "reason", "retries", "size", "died"
+        "INDEX", "MESSAGE-ID", "ORIGINAL-QUEUE", "REASON", "RETRIES", "SIZE", "DIED"
     );
     if show_body {
-        line.push_str("  body");
+        line.push_str("  BODY");
     }
     line.trim_end().to_string()
 }
@@ -243,7 +244,7 @@ pub fn message_header(show_body: bool) -> String {
 pub fn message_line(meta: &MessageMeta, body: Option<&[u8]>) -> String {
     let mut line = format!(
         "{:>8}  {:<20}  {:<24}  {:<10}  {:>7}  {:>10}  {:<20}",
-        meta.position,
+        meta.index,
         meta.message_id
             .as_deref()
             .map_or("-".to_string(), printable),
@@ -263,7 +264,7 @@ pub fn message_line(meta: &MessageMeta, body: Option<&[u8]>) -> String {
 /// A body on one line: UTF-8 text with control characters escaped, or escaped bytes.
 pub fn body_text(body: &[u8]) -> String {
     match std::str::from_utf8(body) {
-        Ok(text) => text.escape_debug().to_string(),
+        Ok(text) => printable(text),
         Err(_) => format!("(not UTF-8) {}", body.escape_ascii()),
     }
 }
@@ -271,11 +272,15 @@ pub fn body_text(body: &[u8]) -> String {
 /// Text from the broker or a capture, with control characters escaped so one value
 /// stays on one line.
 fn printable(s: &str) -> String {
-    if s.chars().any(char::is_control) {
-        s.escape_debug().to_string()
-    } else {
-        s.to_string()
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
     }
+    out
 }
 
 fn or_unknown(s: &str) -> String {
@@ -363,7 +368,7 @@ mod tests {
         time: Option<u64>,
     ) -> MessageMeta {
         MessageMeta {
-            position: 1,
+            index: 0,
             message_id: None,
             original_queue: queue.to_string(),
             reason: reason.to_string(),
@@ -447,7 +452,7 @@ mod tests {
         insta::assert_snapshot!(s.render("orders.dlq", now), @r"
         queue orders.dlq: 3 messages, 2.1 KiB of bodies
 
-        original queue  reason     persistent  messages
+        ORIGINAL QUEUE  REASON     PERSISTENT  MESSAGES
         (unknown)       (unknown)  no                 1
         orders          expired    no                 1
         orders          rejected   yes                1
@@ -484,13 +489,15 @@ mod tests {
     #[test]
     fn message_lines_escape_and_hide_bodies() {
         let mut m = meta("orders", "rejected", true, 3, Some(1_700_000_000));
-        m.position = 12;
+        m.index = 12;
         m.message_id = Some("id\n1".to_string());
-        insta::assert_snapshot!(message_header(false), @"       #  message-id            original-queue            reason      retries        size  died");
+        insta::assert_snapshot!(message_header(false), @"   INDEX  MESSAGE-ID            ORIGINAL-QUEUE            REASON      RETRIES        SIZE  DIED");
         insta::assert_snapshot!(message_line(&m, None), @r#"      12  id\n1                 orders                    rejected          0           3  2023-11-14T22:13:20Z"#);
         let line = message_line(&m, Some(b"a\tb"));
         assert!(line.ends_with(r"2023-11-14T22:13:20Z  a\tb"), "{line}");
         assert_eq!(body_text(&[0xff, b'a']), r"(not UTF-8) \xffa");
+        assert_eq!(body_text(r#"{"a":"é"}"#.as_bytes()), r#"{"a":"é"}"#);
+        assert_eq!(body_text("é\r\n".as_bytes()), r"é\r\n");
     }
 
     #[test]

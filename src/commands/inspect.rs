@@ -23,9 +23,9 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     let browsed = rt
         .block_on(browse(&args.broker.url, &args.queue, None, |m| {
-            let meta = MessageMeta::new(summary.total() + 1, &DeadLetter::new(&m));
+            let meta = MessageMeta::new(summary.total(), &DeadLetter::new(&m));
             if list {
-                if meta.position == 1 {
+                if meta.index == 0 {
                     writeln!(out, "{}", message_header(args.show_body))?;
                 }
                 let body = args.show_body.then_some(m.body.as_slice());
