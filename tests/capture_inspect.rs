@@ -535,3 +535,36 @@ async fn an_empty_queue_and_a_zero_limit() {
     assert_eq!(lab.drain(&q).await, want);
     lab.cleanup().await;
 }
+
+#[tokio::test]
+async fn capture_of_a_quorum_dlq_with_a_limit_keeps_its_order() {
+    let mut lab = Lab::new("dlqd.test.capture.quorum", true).await;
+    let made = make_dead_letters(&mut lab).await;
+    let dlq = lab.dlq.clone();
+
+    let out = dlqd(&["capture", "--queue", &dlq, "--limit", "2"]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("captured 2 of 6 message(s)"), "{stderr}");
+    assert!(stderr.contains("quorum queue"), "{stderr}");
+    let reasons: Vec<String> = text(&out.stdout)
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let m = dlqd::capture::from_line(l, i as u64 + 1).expect("a valid capture line");
+            DeadLetter::new(&m).reason
+        })
+        .collect();
+    assert_eq!(reasons, ["rejected", "rejected"]);
+
+    lab.wait_depth(&dlq, 6).await;
+    let after: Vec<Option<String>> = lab
+        .drain(&dlq)
+        .await
+        .into_iter()
+        .map(|s| s.message_id)
+        .collect();
+    let want: Vec<Option<String>> = made.iter().map(|m| Some(m.id.clone())).collect();
+    assert_eq!(after, want, "the quorum DLQ changed");
+    lab.cleanup().await;
+}
