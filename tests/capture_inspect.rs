@@ -118,6 +118,54 @@ async fn browse_takes_many_batches_and_keeps_the_order() {
 }
 
 #[tokio::test]
+async fn browse_works_while_another_consumer_is_the_single_active_one() {
+    // A single-active-consumer queue delivers only to its active consumer: the browse
+    // cannot use a consumer of its own and must still see every message.
+    let mut lab = Lab::new("dlqd.test.browse.sac", false).await;
+    let q = lab
+        .work_queue(
+            "dlqd.test.browse.sac.q",
+            &[("x-single-active-consumer", AMQPValue::Boolean(true))],
+        )
+        .await;
+    let want = fill(&lab, &q, 5).await;
+    // The active consumer: it takes m0 and, with a prefetch of 1, holds it
+    // unacknowledged, so nothing else is delivered to anyone.
+    let holder = lab.conn.create_channel().await.expect("channel");
+    holder
+        .basic_qos(1, lapin::options::BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut active = holder
+        .basic_consume(
+            q.as_str().into(),
+            "active".into(),
+            lapin::options::BasicConsumeOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let held = futures_lite::StreamExt::next(&mut active)
+        .await
+        .expect("consumer open")
+        .expect("delivery");
+    assert_eq!(
+        held.properties.message_id().as_ref().map(|s| s.as_str()),
+        Some("m0")
+    );
+    lab.wait_depth(&q, 4).await;
+
+    let (got, done) = browse_ids(&q, None).await;
+    assert_eq!(got, want[1..]);
+    assert_eq!((done.depth_at_start, done.visited), (4, 4));
+
+    holder.close(200, "done".into()).await.expect("close");
+    lab.wait_depth(&q, 5).await;
+    assert_eq!(lab.drain(&q).await, want, "the queue changed");
+    lab.cleanup().await;
+}
+
+#[tokio::test]
 async fn browse_keeps_the_order_of_a_quorum_queue_with_a_limit() {
     // RabbitMQ 3.10 quorum queues put requeued messages at the back: browsing only
     // the first 5 and putting them back would rotate the queue.

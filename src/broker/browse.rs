@@ -244,6 +244,19 @@ where
             .map_err(FetchError::Broker)?;
         *consumer_tag = None;
         if got < batch {
+            // Nothing more came: the queue ran dry (another consumer took the rest), or
+            // it does not deliver to this consumer (x-single-active-consumer held by
+            // another). basic.get tells the two apart and works in both cases.
+            while done.fetched < target {
+                match ch
+                    .basic_get(name.clone(), BasicGetOptions { no_ack: false })
+                    .await
+                    .map_err(FetchError::Broker)?
+                {
+                    Some(got) => take(got.delivery, wanted, done, visit)?,
+                    None => break,
+                }
+            }
             break;
         }
     }
