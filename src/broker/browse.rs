@@ -4,7 +4,9 @@
 //!
 //! Taking: the first message by basic.get, the rest by consumers with a prefetch of
 //! one batch: none is acknowledged, so each consumer receives exactly one batch and is
-//! cancelled; the next consumer gets the next batch. One round trip per batch.
+//! cancelled; the next consumer gets the next batch. Three round trips per batch. When
+//! a consumer gets nothing for a while (the queue ran dry, or it has a single active
+//! consumer that is not ours), the rest is taken by basic.get.
 //!
 //! Order: on classic queues a requeued message goes back to its original position, so
 //! browsing the first N leaves the queue as it was. RabbitMQ 3.10 quorum queues put
