@@ -7,6 +7,7 @@
 //! `quickstart status [FILE]`  each demo queue's depth and the message ids it holds
 //!                      (browsed without consuming); FILE keeps `id queue` lines.
 //! `quickstart moves BEFORE AFTER`  where each message went between two status files.
+//! `quickstart clean`   delete the demo queues and exchange.
 //!
 //! A demo, not the library: it talks to the broker with lapin directly.
 
@@ -41,12 +42,13 @@ async fn main() {
     let command = std::env::args().nth(1).unwrap_or_default();
     let result = match command.as_str() {
         "setup" => setup().await,
+        "clean" => clean().await,
         "status" => status(std::env::args().nth(2)).await,
         "moves" => match (std::env::args().nth(2), std::env::args().nth(3)) {
             (Some(before), Some(after)) => moves(&before, &after),
             _ => Err("usage: quickstart moves BEFORE AFTER".into()),
         },
-        _ => Err("usage: quickstart setup | status [FILE] | moves BEFORE AFTER".into()),
+        _ => Err("usage: quickstart setup | status [FILE] | moves BEFORE AFTER | clean".into()),
     };
     if let Err(e) = result {
         eprintln!("quickstart: error: {e}");
@@ -74,18 +76,33 @@ fn args(entries: &[(&str, AMQPValue)]) -> FieldTable {
     t
 }
 
-async fn setup() -> Result<()> {
-    let conn = connect().await?;
-    let ch = conn.create_channel().await?;
-    ch.confirm_select(ConfirmSelectOptions::default()).await?;
-
-    // Start from nothing: the demo is re-runnable.
+/// Delete the demo queues and exchange (deleting what does not exist is fine).
+async fn delete_all(ch: &Channel) -> Result<()> {
     for q in QUEUES {
         ch.queue_delete(q.into(), QueueDeleteOptions::default())
             .await?;
     }
     ch.exchange_delete(DLX.into(), ExchangeDeleteOptions::default())
         .await?;
+    Ok(())
+}
+
+async fn clean() -> Result<()> {
+    let conn = connect().await?;
+    let ch = conn.create_channel().await?;
+    delete_all(&ch).await?;
+    println!("deleted {}, and {DLX}", QUEUES.join(", "));
+    let _ = conn.close(200, "done".into()).await;
+    Ok(())
+}
+
+async fn setup() -> Result<()> {
+    let conn = connect().await?;
+    let ch = conn.create_channel().await?;
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+
+    // Start from nothing: the demo is re-runnable.
+    delete_all(&ch).await?;
 
     let durable = QueueDeclareOptions::durable();
     ch.exchange_declare(
