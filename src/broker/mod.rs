@@ -1,1 +1,17 @@
 //! The only module that knows AMQP (lapin): connect, consume, publish with confirms, delay queues.
+
+pub mod browse;
+pub mod connect;
+pub mod consumer;
+pub mod convert;
+pub mod error;
+pub mod publisher;
+pub mod session;
+pub mod topology;
+
+pub use connect::{ConnectError, connect, redact};
+pub use consumer::{Delivery, DlqConsumer};
+pub use error::{ActionFailure, BrokerError};
+pub use publisher::Confirm;
+pub use session::Session;
+pub use topology::delay_queue_name;

@@ -1,0 +1,166 @@
+//! Connecting to the broker: the URL (`--url`, `DLQD_URL`, default), amqps via rustls,
+//! and redaction so that a password never reaches a log line or an error message.
+
+use lapin::uri::AMQPUri;
+use lapin::{Connection, ConnectionProperties};
+
+/// Why a connection could not be made. Every URL in it is redacted.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("invalid broker URL {url}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("cannot connect to {url}: {reason}")]
+    Connect { url: String, reason: String },
+}
+
+/// The URL with its password replaced by `***` (user, host, port and vhost kept).
+///
+/// `amqp://guest:secret@host:5672/%2f` → `amqp://guest:***@host:5672/%2f`.
+pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return redact_userinfo(url);
+    };
+    let (scheme, rest) = url.split_at(scheme_end + 3);
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    format!("{scheme}{}{tail}", redact_userinfo(authority))
+}
+
+/// `user:pass@host` → `user:***@host`; anything without a password is unchanged.
+fn redact_userinfo(authority: &str) -> String {
+    match authority.rfind('@') {
+        Some(at) => {
+            let (userinfo, host) = authority.split_at(at);
+            match userinfo.find(':') {
+                Some(colon) => format!("{}:***{host}", &userinfo[..colon]),
+                None => authority.to_string(),
+            }
+        }
+        None => authority.to_string(),
+    }
+}
+
+/// The password of a URL, raw and percent-decoded, for scrubbing error texts.
+fn secrets(url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    if let Some(at) = authority.rfind('@')
+        && let Some((_, pass)) = authority[..at].split_once(':')
+        && !pass.is_empty()
+    {
+        out.push(pass.to_string());
+        let decoded = percent_decode(pass);
+        if decoded != pass {
+            out.push(decoded);
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `text` with every occurrence of the URL's password replaced by `***`.
+pub fn scrub(url: &str, text: &str) -> String {
+    let mut out = text.to_string();
+    for secret in secrets(url) {
+        out = out.replace(&secret, "***");
+    }
+    out
+}
+
+/// Open a connection to `url` (`amqp://` or `amqps://`, TLS through rustls).
+pub async fn connect(url: &str) -> Result<Connection, ConnectError> {
+    let uri: AMQPUri = url.parse().map_err(|e: String| ConnectError::BadUrl {
+        url: redact(url),
+        reason: scrub(url, &e),
+    })?;
+    let props = ConnectionProperties::default().with_connection_name("dlqd".into());
+    Connection::connect_uri(uri, props)
+        .await
+        .map_err(|e| ConnectError::Connect {
+            url: redact(url),
+            reason: scrub(url, &e.to_string()),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_the_password_only() {
+        let cases = [
+            (
+                "amqp://guest:guest@127.0.0.1:5672/%2f",
+                "amqp://guest:***@127.0.0.1:5672/%2f",
+            ),
+            ("amqps://u:p%40ss@h/vh?x=1", "amqps://u:***@h/vh?x=1"),
+            ("amqp://u:p@ss@h", "amqp://u:***@h"),
+            ("amqp://user@h:1", "amqp://user@h:1"),
+            ("amqp://h", "amqp://h"),
+            ("amqp://u:pw@h/path:with@at", "amqp://u:***@h/path:with@at"),
+            ("garbage", "garbage"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn scrubs_raw_and_decoded_passwords() {
+        let url = "amqp://u:s%40cret@h";
+        assert_eq!(scrub(url, "bad s%40cret and s@cret"), "bad *** and ***");
+        assert_eq!(scrub("amqp://h", "nothing"), "nothing");
+    }
+
+    #[test]
+    fn bad_url_error_has_no_password() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let err = rt
+            .block_on(connect("amqp://u:hunter2@h:notaport/%2f"))
+            .expect_err("bad port");
+        let text = err.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("u:***@h"), "{text}");
+    }
+
+    #[test]
+    fn refused_connection_error_has_no_password() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let err = rt
+            .block_on(connect("amqp://u:hunter2@127.0.0.1:1/%2f"))
+            .expect_err("nothing listens on port 1");
+        let text = err.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.starts_with("cannot connect to amqp://u:***@127.0.0.1:1/%2f"),
+            "{text}"
+        );
+    }
+}

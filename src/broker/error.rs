@@ -1,0 +1,57 @@
+//! Errors of the broker layer: a lost session (reconnect) versus one action that failed.
+
+use crate::broker::connect::ConnectError;
+
+/// Something went wrong with the connection or the consumer: the session is over.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The broker refused an operation or the connection broke.
+    #[error("{context}: {reason}")]
+    Amqp {
+        context: String,
+        reason: String,
+        /// True when reconnecting cannot help (the DLQ does not exist, access refused).
+        fatal: bool,
+    },
+}
+
+impl BrokerError {
+    pub(crate) fn amqp(context: impl Into<String>, e: &lapin::Error) -> Self {
+        let reason = e.to_string();
+        let fatal = reason.contains("NOT_FOUND") || reason.contains("ACCESS_REFUSED");
+        BrokerError::Amqp {
+            context: context.into(),
+            reason,
+            fatal,
+        }
+    }
+
+    /// True when reconnecting cannot help.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            BrokerError::Connect(ConnectError::BadUrl { .. }) => true,
+            BrokerError::Connect(ConnectError::Connect { reason, .. }) => {
+                reason.contains("ACCESS_REFUSED")
+            }
+            BrokerError::Amqp { fatal, .. } => *fatal,
+        }
+    }
+}
+
+/// One publish (or the check before it) failed; the message stays on the DLQ.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+#[error("{reason}")]
+pub struct ActionFailure {
+    /// The broker's reason, e.g. `returned by the broker: 312 NO_ROUTE`.
+    pub reason: String,
+}
+
+impl ActionFailure {
+    pub fn new(reason: impl Into<String>) -> Self {
+        ActionFailure {
+            reason: reason.into(),
+        }
+    }
+}

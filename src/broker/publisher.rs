@@ -1,0 +1,112 @@
+//! Publishing with confirms on a channel of its own: `mandatory` set, many publishes in
+//! flight, each resolving to success or to the broker's reason for refusing it. A channel
+//! the broker closed (e.g. 404 on a missing exchange) is reopened on the next publish.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{Channel, Confirmation, Connection};
+
+use crate::broker::convert::properties_to_amqp;
+use crate::broker::error::{ActionFailure, BrokerError};
+use crate::message::Message;
+
+/// A publish in flight: resolves when the broker has confirmed it (or refused it).
+pub type Confirm = Pin<Box<dyn Future<Output = Result<(), ActionFailure>> + Send>>;
+
+/// A confirm-mode channel for publishing.
+pub struct Publisher {
+    channel: Channel,
+}
+
+async fn open(conn: &Connection) -> Result<Channel, lapin::Error> {
+    let channel = conn.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok(channel)
+}
+
+/// What the broker said about one publish.
+async fn confirmed(confirm: lapin::PublisherConfirm) -> Result<(), ActionFailure> {
+    match confirm.await {
+        Ok(Confirmation::Ack(None)) => Ok(()),
+        Ok(Confirmation::Ack(Some(returned))) => Err(ActionFailure::new(format!(
+            "returned by the broker: {} {}",
+            returned.reply_code, returned.reply_text
+        ))),
+        Ok(Confirmation::Nack(_)) => Err(ActionFailure::new("nacked by the broker".to_string())),
+        Ok(Confirmation::NotRequested) => Err(ActionFailure::new(
+            "the broker did not confirm the publish".to_string(),
+        )),
+        Err(e) => Err(ActionFailure::new(format!("channel closed: {e}"))),
+    }
+}
+
+fn failed(reason: String) -> Confirm {
+    Box::pin(async move { Err(ActionFailure::new(reason)) })
+}
+
+impl Publisher {
+    pub async fn open(conn: &Connection) -> Result<Self, BrokerError> {
+        let channel = open(conn)
+            .await
+            .map_err(|e| BrokerError::amqp("cannot open the publishing channel", &e))?;
+        Ok(Publisher { channel })
+    }
+
+    /// Publish `message` (its properties and body) to `exchange` with `routing_key`,
+    /// mandatory. The returned future resolves when the broker confirms it.
+    pub async fn publish(
+        &mut self,
+        conn: &Connection,
+        exchange: &str,
+        routing_key: &str,
+        message: &Message,
+    ) -> Confirm {
+        if !self.channel.status().connected() {
+            match open(conn).await {
+                Ok(channel) => self.channel = channel,
+                Err(e) => return failed(format!("cannot reopen the publishing channel: {e}")),
+            }
+        }
+        let props = match properties_to_amqp(&message.properties) {
+            Ok(p) => p,
+            Err(e) => return failed(format!("cannot publish: {e}")),
+        };
+        let (Ok(ex), Ok(rk)) = (
+            lapin::types::ShortString::try_new(exchange),
+            lapin::types::ShortString::try_new(routing_key),
+        ) else {
+            return failed("exchange or routing key longer than 255 bytes".into());
+        };
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        };
+        // The first poll of basic_publish queues the frames and numbers the confirm, in
+        // call order; what is left (the socket write, the confirm) is awaited later, so
+        // that many publishes are in flight without a thread round trip each.
+        let channel = self.channel.clone();
+        let body = message.body.clone();
+        let mut send =
+            Box::pin(async move { channel.basic_publish(ex, rk, options, &body, props).await });
+        match futures_lite::future::poll_once(&mut send).await {
+            Some(Err(e)) => failed(format!("publish refused: {e}")),
+            Some(Ok(confirm)) => Box::pin(confirmed(confirm)),
+            None => Box::pin(async move {
+                match send.await {
+                    Ok(confirm) => confirmed(confirm).await,
+                    Err(e) => Err(ActionFailure::new(format!("publish refused: {e}"))),
+                }
+            }),
+        }
+    }
+
+    pub async fn close(&self) {
+        if self.channel.status().connected() {
+            let _ = self.channel.close(200, "bye".into()).await;
+        }
+    }
+}

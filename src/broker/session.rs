@@ -1,0 +1,82 @@
+//! One connection's worth of broker state: the connection, the publisher, the topology
+//! caches. The daemon opens a new session after a connection loss.
+
+use std::time::Duration;
+
+use lapin::Connection;
+
+use crate::broker::connect::connect;
+use crate::broker::consumer::DlqConsumer;
+use crate::broker::error::{ActionFailure, BrokerError};
+use crate::broker::publisher::{Confirm, Publisher};
+use crate::broker::topology::{self, Topology};
+use crate::message::Message;
+
+/// A live connection with a confirm-mode publisher.
+pub struct Session {
+    conn: Connection,
+    publisher: Publisher,
+    topology: Topology,
+}
+
+impl Session {
+    pub async fn open(url: &str) -> Result<Self, BrokerError> {
+        let conn = connect(url).await?;
+        let publisher = Publisher::open(&conn).await?;
+        Ok(Session {
+            conn,
+            publisher,
+            topology: Topology::default(),
+        })
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.conn.status().connected()
+    }
+
+    /// Start a consumer of `queue` (on its own channel).
+    pub async fn consume(&self, queue: &str, prefetch: u16) -> Result<DlqConsumer, BrokerError> {
+        DlqConsumer::start(&self.conn, queue, prefetch).await
+    }
+
+    /// Publish with confirm and `mandatory`; see [`Publisher::publish`].
+    pub async fn publish(
+        &mut self,
+        exchange: &str,
+        routing_key: &str,
+        message: &Message,
+    ) -> Confirm {
+        self.publisher
+            .publish(&self.conn, exchange, routing_key, message)
+            .await
+    }
+
+    /// Ok when `queue` exists (cached).
+    pub async fn ensure_queue(&mut self, queue: &str) -> Result<(), ActionFailure> {
+        self.topology.ensure_exists(&self.conn, queue).await
+    }
+
+    /// Ok when `exchange` exists (cached; "" always exists).
+    pub async fn ensure_exchange(&mut self, exchange: &str) -> Result<(), ActionFailure> {
+        self.topology.ensure_exchange(&self.conn, exchange).await
+    }
+
+    /// The delay queue for `delay` in front of `target`, declared on first use.
+    pub async fn delay_queue(
+        &mut self,
+        delay: Duration,
+        target: &str,
+    ) -> Result<String, ActionFailure> {
+        self.topology.delay_queue(&self.conn, delay, target).await
+    }
+
+    /// Ready messages in `queue`.
+    pub async fn queue_depth(&self, queue: &str) -> Result<u32, ActionFailure> {
+        topology::queue_depth(&self.conn, queue).await
+    }
+
+    pub async fn close(self) {
+        self.publisher.close().await;
+        let _ = self.conn.close(200, "dlqd stopping".into()).await;
+    }
+}
