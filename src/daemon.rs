@@ -62,6 +62,7 @@ use crate::capture;
 use crate::dead_letter::DeadLetter;
 use crate::decide::{Decider, Outcome};
 use crate::message::Message;
+use crate::observer::{ActionEvent, Observer};
 use crate::outgoing::{self, ForwardInfo};
 use crate::rules::{self, Table, Wait};
 use crate::shutdown::{Signal, Signals};
@@ -84,6 +85,8 @@ pub struct Config {
     pub once: bool,
     /// The rules file, re-read on SIGHUP (`None` for --rule tables).
     pub rules_path: Option<PathBuf>,
+    /// Where actions, connection state and depth are reported (metrics, audit, progress).
+    pub observer: Observer,
 }
 
 /// Why the handler stopped with an error.
@@ -180,6 +183,9 @@ struct InFlight {
     action: &'static str,
     line: Option<u32>,
     target: String,
+    /// When the delivery arrived (for the processing-latency metric).
+    since: Instant,
+    delay_ms: Option<u64>,
 }
 
 type Completion = Pin<Box<dyn Future<Output = (u64, Result<(), ActionFailure>)> + Send>>;
@@ -229,7 +235,10 @@ impl Daemon {
                 }
             };
             info!(queue = %self.config.queue, url = %crate::broker::redact(&self.config.url), "connected");
-            match self.run_session(&mut session, &mut backoff).await {
+            self.config.observer.connected(true);
+            let ended = self.run_session(&mut session, &mut backoff).await;
+            self.config.observer.connected(false);
+            match ended {
                 Ok(()) => {
                     session.close().await;
                     return Ok(());
@@ -444,10 +453,14 @@ impl Daemon {
             }
             Wait::No => match session.queue_depth(&self.config.queue).await {
                 Ok(0) => {
+                    self.config.observer.depth(0);
                     info!("the DLQ is empty (WAIT(NO)); stopping");
                     true
                 }
-                Ok(_) => false,
+                Ok(n) => {
+                    self.config.observer.depth(u64::from(n));
+                    false
+                }
                 Err(e) => {
                     warn!(error = %e, "cannot read the DLQ depth");
                     false
@@ -466,6 +479,7 @@ impl Daemon {
         d: Delivery,
     ) -> Option<PassEnd> {
         let Delivery { tag, message, .. } = d;
+        let since = Instant::now();
         let now = now_ms();
         let ri = self.retry_interval.as_millis() as u64;
         let examined = outgoing::examined_at(&message);
@@ -501,6 +515,8 @@ impl Daemon {
                     action: "skip",
                     line: None,
                     target: self.config.queue.clone(),
+                    since,
+                    delay_ms: None,
                 },
             );
             futures.push(completion(tag, confirm));
@@ -515,6 +531,7 @@ impl Daemon {
         let (decision, destq, reason) = decision;
         let line = decision.line;
         let queue = self.config.queue.clone();
+        let mut delay_ms = None;
         let (kind, action, target, fut): (Kind, &'static str, String, Completion) =
             match decision.outcome {
                 Outcome::Retry {
@@ -522,6 +539,7 @@ impl Daemon {
                     delay,
                     attempt,
                 } => {
+                    delay_ms = Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
                     let via_delay = !delay.is_zero();
                     let copy = outgoing::for_retry(&message, attempt, via_delay);
                     let fut = if via_delay {
@@ -591,10 +609,28 @@ impl Daemon {
                 action,
                 line,
                 target,
+                since,
+                delay_ms,
             },
         );
         futures.push(fut);
         None
+    }
+
+    /// An in-flight action as the observer (metrics, audit) sees it.
+    fn event<'a>(&'a self, state: &'a InFlight, id: &'a str) -> ActionEvent<'a> {
+        ActionEvent {
+            queue: &self.config.queue,
+            message_id: (!id.is_empty()).then_some(id),
+            rule: state.line,
+            action: state.action,
+            target: (!state.target.is_empty()).then_some(state.target.as_str()),
+            delay_ms: state.delay_ms,
+            attempt: match state.kind {
+                Kind::Retry { attempt } => Some(attempt),
+                _ => None,
+            },
+        }
     }
 
     /// Check the retry target exists, then declare (cached) the delay queue in front of it.
@@ -656,6 +692,9 @@ impl Daemon {
             (Ok(()), _) => {
                 if state.action != "skip" {
                     info!(message_id = %id, rule = state.line, action = state.action, target = %state.target, "done");
+                    self.config
+                        .observer
+                        .done(&self.event(&state, &id), state.since.elapsed());
                 }
                 pass.pending.remove(&tag);
                 pass.done.insert(tag);
@@ -669,6 +708,10 @@ impl Daemon {
                     });
                 }
                 warn!(message_id = %id, reason = %f.reason, "copy to the DLQ failed; trying again");
+                self.config
+                    .observer
+                    .metrics()
+                    .failure(state.action, crate::observer::cause_of(&f.reason));
                 let kind = Kind::Dlq {
                     attempts: attempts + 1,
                     retries: *retries,
@@ -686,6 +729,9 @@ impl Daemon {
                 };
                 warn!(message_id = %id, rule = state.line, action = state.action, target = %state.target,
                     reason = %f.reason, "action failed; the message stays on the DLQ");
+                self.config
+                    .observer
+                    .failed(&self.event(&state, &id), &f.reason);
                 let now = now_ms();
                 let due = now + self.retry_interval.as_millis() as u64;
                 pass.next_due_ms = Some(pass.next_due_ms.map_or(due, |n| n.min(due)));
@@ -702,6 +748,8 @@ impl Daemon {
                         action: "leave",
                         line: state.line,
                         target: self.config.queue.clone(),
+                        since: state.since,
+                        delay_ms: None,
                     },
                 );
                 futures.push(completion(tag, confirm));

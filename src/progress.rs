@@ -27,7 +27,7 @@ pub struct Progress {
 }
 
 const TEMPLATE: &str =
-    "{spinner} [{elapsed_precise}] {wide_bar} {human_pos} done, {per_sec}, {msg} left on the DLQ";
+    "{spinner} [{elapsed_precise}] {wide_bar} {human_pos} done, {rate}, {msg} left on the DLQ";
 
 impl Progress {
     /// A bar on stderr when stderr is a terminal, a silent one otherwise.
@@ -50,6 +50,12 @@ impl Progress {
         let bar = ProgressBar::with_draw_target(depth, ProgressDrawTarget::stderr_with_hz(10));
         let style = ProgressStyle::with_template(TEMPLATE)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key(
+                "rate",
+                |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0} msg/s", state.per_sec());
+                },
+            )
             .progress_chars("=> ");
         bar.set_style(style);
         bar.set_message(depth.map_or_else(|| "?".to_owned(), |d| d.to_string()));

@@ -6,9 +6,18 @@ use std::process::ExitCode;
 use anyhow::Context;
 use tracing::warn;
 
+use crate::audit::Audit;
 use crate::cli::RunArgs;
 use crate::daemon::{self, Config};
+use crate::depth_watch;
+use crate::metrics::Metrics;
+use crate::metrics_server::MetricsServer;
+use crate::observer::Observer;
+use crate::progress::Progress;
 use crate::rules::{self, Diagnostic, Table};
+
+/// How often the DLQ's depth is read for the gauge and the progress bar.
+const DEPTH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (table, rules_path) = match &args.rules {
@@ -24,22 +33,47 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .or_else(|| table.control.input_queue.clone())
         .context("no DLQ to consume: give --queue or INPUTQ(...) as the rules' first entry")?;
-    if args.metrics_addr.is_some() {
-        warn!("--metrics-addr is not implemented yet; no metrics are served");
-    }
+    let metrics = Metrics::new();
+    let audit = args.audit.as_deref().map(Audit::open).transpose()?;
+    let progress = if args.once {
+        Progress::start(None)
+    } else {
+        Progress::hidden()
+    };
+    let observer = Observer::new(metrics.clone(), audit, progress);
     let config = Config {
         url: args.broker.url.clone(),
         queue,
         prefetch: args.prefetch,
         once: args.once,
         rules_path,
+        observer: observer.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(daemon::run(config, table))?;
+    let (url, metrics_addr) = (args.broker.url.clone(), args.metrics_addr);
+    runtime.block_on(async move {
+        let server = match metrics_addr {
+            Some(addr) => Some(
+                MetricsServer::bind(addr)
+                    .await?
+                    .spawn(metrics, std::future::pending()),
+            ),
+            None => None,
+        };
+        // The gauge and the progress bar want the depth while messages flow.
+        let watch = (metrics_addr.is_some() || observer.progress().is_visible())
+            .then(|| depth_watch::spawn(url, config.queue.clone(), DEPTH_EVERY, observer.clone()));
+        let result = daemon::run(config, table).await;
+        observer.finish();
+        for task in [server, watch].into_iter().flatten() {
+            task.abort();
+        }
+        result.map_err(anyhow::Error::from)
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
