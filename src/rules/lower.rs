@@ -827,11 +827,12 @@ fn template(entry: &Entry, kw: Kw, value: &Value, diags: &mut Vec<Diagnostic>) -
     let mut i = 0;
     while i < text.len() {
         let rest = &text[i..];
-        let letters = rest[1..]
+        let after_amp = rest.strip_prefix('&').unwrap_or("");
+        let letters = after_amp
             .find(|c: char| !c.is_ascii_alphabetic())
-            .map_or(rest.len() - 1, |n| n);
+            .unwrap_or(after_amp.len());
         if rest.starts_with('&') && letters > 0 {
-            let name = &rest[1..1 + letters];
+            let name = &after_amp[..letters];
             match VARS.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
                 Some(&(_, var)) => {
                     if !lit.is_empty() {
