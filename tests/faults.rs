@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use support::dlqd::{self, Dlqd};
-use support::lab::{self, Lab, Way, WAYS};
+use support::lab::{self, Lab, WAYS, Way};
 use support::private_node::PrivateNode;
 use support::proxy::Proxy;
 
@@ -301,19 +301,35 @@ async fn run_once(world: &mut World, run: &Run) -> Outcome {
     lab.wait_count(&names.dlq, run.messages as u32, Duration::from_secs(60))
         .await;
     let filler = lab.drain(&names.work[&Way::Overflow]).await;
-    assert_eq!(filler.len(), 1, "only the filler is left in the overflow queue");
+    assert_eq!(
+        filler.len(),
+        1,
+        "only the filler is left in the overflow queue"
+    );
 
     let rules = dir.path().join("faults.rules");
     std::fs::write(&rules, names.rules()).expect("rules file");
     let prefetch = run.prefetch.to_string();
-    let args = ["--rules", rules.to_str().expect("utf-8 path"), "--prefetch", &prefetch];
+    let args = [
+        "--rules",
+        rules.to_str().expect("utf-8 path"),
+        "--prefetch",
+        &prefetch,
+    ];
+    let mut accepted_before = world.proxy.accepted();
     let mut dlqds: Vec<Dlqd> = Vec::new();
     dlqds.push(dlqd::start(dir.path(), &world.proxy.url(), &args));
 
     // The faults, at seeded moments of the drain.
     let mut done = 0;
     for _ in 0..run.faults {
-        tokio::time::sleep(Duration::from_millis(rng.range(150, 1500))).await;
+        // A fault lands while dlqd is at work: connected again after the last one.
+        let connected = Instant::now() + Duration::from_secs(90);
+        while world.proxy.accepted() <= accepted_before && Instant::now() < connected {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        accepted_before = world.proxy.accepted();
+        tokio::time::sleep(Duration::from_millis(rng.range(100, 900))).await;
         let left = lab.count(&names.dlq).await.unwrap_or(0);
         match run.fault {
             Fault::Cut => {
@@ -352,21 +368,26 @@ async fn run_once(world: &mut World, run: &Run) -> Outcome {
     loop {
         let snap = snapshot(&mut lab, &names).await;
         let places = names.places();
-        let out: u32 = places
+        let count = |want: &dyn Fn(Place) -> bool| -> u32 {
+            places
+                .iter()
+                .zip(&snap)
+                .filter(|((p, _), _)| want(*p))
+                .map(|(_, n)| *n)
+                .sum()
+        };
+        let out = count(&|p| !matches!(p, Place::Dlq | Place::Delay(_))) + snap[snap.len() - 1];
+        let delayed = count(&|p| matches!(p, Place::Delay(_)));
+        // The DLQ's own count moves with every pass over the messages left on it.
+        let moving: Vec<u32> = places
             .iter()
             .zip(&snap)
-            .filter(|((p, _), _)| !matches!(p, Place::Dlq | Place::Delay(_)))
+            .filter(|((p, _), _)| *p != Place::Dlq)
             .map(|(_, n)| *n)
-            .sum::<u32>()
-            + snap[snap.len() - 1];
-        let delayed: u32 = places
-            .iter()
-            .zip(&snap)
-            .filter(|((p, _), _)| matches!(p, Place::Delay(_)))
-            .map(|(_, n)| *n)
-            .sum();
-        if last.as_ref() != Some(&snap) {
-            last = Some(snap);
+            .chain(std::iter::once(snap[snap.len() - 1]))
+            .collect();
+        if last.as_ref() != Some(&moving) {
+            last = Some(moving);
             stable_since = Instant::now();
         } else if out >= expected_out
             && delayed == 0
@@ -535,5 +556,9 @@ async fn drains_through_cuts_dlqd_kills_and_broker_crashes_lose_nothing() {
         boots.join(" / "),
         suite.elapsed().as_secs_f64()
     );
-    assert!(failures.is_empty(), "runs that failed:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "runs that failed:\n{}",
+        failures.join("\n")
+    );
 }

@@ -42,7 +42,9 @@ fn jitter() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    let mut x = nanos ^ (u64::from(std::process::id()) << 32) ^ u64::from(N.fetch_add(1, Ordering::Relaxed)) << 48;
+    let mut x = nanos
+        ^ (u64::from(std::process::id()) << 32)
+        ^ u64::from(N.fetch_add(1, Ordering::Relaxed)) << 48;
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
@@ -198,35 +200,58 @@ impl PrivateNode {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
-    /// The pid of this node's beam.smp, checked against /proc (never another node's).
-    fn beam_pid(&self) -> Option<u32> {
-        let pid: u32 = std::fs::read_to_string(self.pid_file())
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        let short = self.name.split('@').next().unwrap_or(&self.name);
-        (cmdline.contains("beam.smp") && cmdline.contains(short)).then_some(pid)
+    /// The pids of this node's beam.smp: processes whose command is beam.smp and whose
+    /// environment names this node (so never the shared node, nor another test's).
+    fn beam_pids(&self) -> Vec<u32> {
+        let mine = format!("RABBITMQ_NODENAME={}", self.name);
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                String::from_utf8_lossy(&cmd).contains("beam.smp")
+                    && env.split(|b| *b == 0).any(|kv| kv == mine.as_bytes())
+            })
+            .collect()
+    }
+
+    fn kill9_beams(&self) -> Vec<u32> {
+        let pids = self.beam_pids();
+        for pid in &pids {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pids.iter().any(|p| alive(*p)) {
+            if Instant::now() > deadline {
+                eprintln!("beam.smp {pids:?} outlived kill -9 for 10 s");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        pids
     }
 
     /// Crash the node: `kill -9` its beam.smp, and wait until it is gone.
     pub fn crash(&mut self) {
-        let pid = self
-            .beam_pid()
-            .unwrap_or_else(|| panic!("private node {}: no beam.smp to kill", self.name));
-        let ok = Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "kill -9 {pid}");
+        let killed = self.kill9_beams();
+        assert!(
+            !killed.is_empty(),
+            "private node {}: no beam.smp to kill",
+            self.name
+        );
         if let Some(mut server) = self.server.take() {
             let _ = server.wait();
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while Path::new(&format!("/proc/{pid}")).exists() || accepts_amqp(self.port) {
-            assert!(Instant::now() < deadline, "beam.smp {pid} outlived kill -9");
+        while accepts_amqp(self.port) {
+            assert!(
+                Instant::now() < deadline,
+                "port {} still answers after kill -9",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -276,17 +301,26 @@ impl PrivateNode {
 impl Drop for PrivateNode {
     /// Kill the node, stop its epmd; the temp dir goes with `dir`.
     fn drop(&mut self) {
-        if let Some(pid) = self.beam_pid() {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
         if let Some(mut server) = self.server.take() {
             let _ = server.kill();
             let _ = server.wait();
         }
+        let killed = self.kill9_beams();
         self.kill_epmd();
+        eprintln!(
+            "private node {}: stopped (beam.smp {killed:?} killed, epmd on {} told to stop)",
+            self.name, self.epmd_port
+        );
     }
+}
+
+/// The process exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
 }
