@@ -280,6 +280,39 @@ impl Lab {
         let _ = ch.close(200, "done".into()).await;
     }
 
+    /// A consumer that rejects (requeue=false) everything that arrives on `queue`, until
+    /// the queue is deleted; how many it rejected.
+    pub async fn rejector(&mut self, queue: &str) -> std::sync::Arc<AtomicU64> {
+        let ch = self.throwaway().await;
+        ch.basic_qos(50, BasicQosOptions::default())
+            .await
+            .expect("qos");
+        let mut consumer = ch
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        let n = std::sync::Arc::new(AtomicU64::new(0));
+        let counter = n.clone();
+        tokio::spawn(async move {
+            let _keep = ch;
+            while let Some(Ok(d)) = consumer.next().await {
+                let _ = d
+                    .nack(BasicNackOptions {
+                        multiple: false,
+                        requeue: false,
+                    })
+                    .await;
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        n
+    }
+
     /// Ready messages in `queue`; `None` when it does not exist.
     pub async fn count(&mut self, queue: &str) -> Option<u32> {
         let ch = self.throwaway().await;

@@ -4,5 +4,6 @@
 
 pub mod dlqd;
 pub mod lab;
+pub mod mix;
 pub mod private_node;
 pub mod proxy;

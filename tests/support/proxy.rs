@@ -35,12 +35,13 @@ impl Proxy {
                 let Ok((mut client, _)) = listener.accept().await else {
                     continue;
                 };
-                a.fetch_add(1, Ordering::Relaxed);
+                let a = a.clone();
                 let link = tokio::spawn(async move {
                     // The broker is down: the client sees its connection closed.
                     let Ok(mut server) = TcpStream::connect(upstream).await else {
                         return;
                     };
+                    a.fetch_add(1, Ordering::Relaxed);
                     let _ = client.set_nodelay(true);
                     let _ = server.set_nodelay(true);
                     let _ = copy_bidirectional(&mut client, &mut server).await;
@@ -78,7 +79,7 @@ impl Proxy {
         open
     }
 
-    /// Connections accepted so far.
+    /// Connections made through to the upstream so far.
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
     }
