@@ -170,14 +170,39 @@ async fn run_once(world: &mut World, run: &Run) -> (Count, usize) {
         eprintln!("    {e}");
     }
     if count.lost > 0 || count.misplaced > 0 {
-        for d in &dlqds {
-            eprintln!("  --- {} ---\n{}", d.stderr.display(), d.stderr_tail(20));
+        // What dlqd last did with the first few of them.
+        for id in count.examples.iter().take(5).filter_map(|e| e.split(' ').next()) {
+            let needle = format!("message_id={id} ");
+            for d in &dlqds {
+                let text = strip_ansi(&d.stderr());
+                for line in text.lines().filter(|l| l.contains(&needle)) {
+                    eprintln!("    {}: {line}", d.stderr.display());
+                }
+            }
         }
     }
     if std::env::var_os("DLQD_FAULT_KEEP").is_some() {
         eprintln!("  kept {}", dir.keep().display());
     }
     (count, done)
+}
+
+/// Log text without terminal colours.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
