@@ -31,12 +31,11 @@ pub struct Options {
 #[derive(Debug, thiserror::Error)]
 pub enum DryRunError {
     /// A capture line could not be read: names the file and the line.
-    #[error("{file}:{}: {}", .source.line, .source.message)]
-    Capture {
-        file: String,
-        #[source]
-        source: CaptureError,
-    },
+    #[error("{file}:{}: {}", .error.line, .error.message)]
+    Capture { file: String, error: CaptureError },
+    /// A capture file could not be opened.
+    #[error("cannot open capture {file}: {error}")]
+    Open { file: String, error: io::Error },
     /// Writing the report failed.
     #[error("cannot write the report: {0}")]
     Output(#[from] io::Error),
@@ -98,9 +97,9 @@ impl<'d, W: Write> DryRun<'d, W> {
         while let Some(next) = reader.next_line() {
             let message = next
                 .and_then(|(text, line)| capture::from_line(text, line))
-                .map_err(|source| DryRunError::Capture {
+                .map_err(|error| DryRunError::Capture {
                     file: file.to_string(),
-                    source,
+                    error,
                 })?;
             self.one(&message)?;
         }

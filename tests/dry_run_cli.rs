@@ -82,6 +82,7 @@ fn bad_capture_line_exits_1_naming_file_and_line() {
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains("<stdin>:3: invalid JSON"), "{err}");
+    assert_eq!(err.matches("invalid JSON").count(), 1, "said once: {err}");
     // The two good lines before it were reported.
     assert_eq!(text(&out.stdout).lines().count(), 2);
 }

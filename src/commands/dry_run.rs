@@ -5,8 +5,6 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter};
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 use crate::cli::{DryRunArgs, ReportFormat};
 use crate::decide::Decider;
 use crate::dry_run::{DryRun, DryRunError, Format, Options};
@@ -45,15 +43,10 @@ fn feed_all<W: io::Write>(dry: &mut DryRun<'_, W>, args: &DryRunArgs) -> Result<
         if name == "-" {
             dry.feed("<stdin>", io::stdin().lock())?;
         } else {
-            let file = File::open(path)
-                .with_context(|| format!("cannot open capture {name}"))
-                .map_err(|e| DryRunError::Capture {
-                    file: name.clone(),
-                    source: crate::capture::CaptureError {
-                        line: 0,
-                        message: format!("{e:#}"),
-                    },
-                })?;
+            let file = File::open(path).map_err(|error| DryRunError::Open {
+                file: name.clone(),
+                error,
+            })?;
             dry.feed(&name, BufReader::with_capacity(256 * 1024, file))?;
         }
     }

@@ -41,10 +41,12 @@ pub struct RuleSpans {
 pub fn lower(entries: &[Entry]) -> Lowered {
     let mut out = Lowered::default();
     for (index, entry) in entries.iter().enumerate() {
-        let is_control = entry
-            .items
-            .iter()
-            .any(|it| keywords::lookup(&it.keyword).is_some_and(|k| k.class() == Class::Control));
+        // runmqdlq's INPUTQM (MQ-only) is control data too: `INPUTQM(QM1)` alone is
+        // a control entry, not a rule without an ACTION.
+        let is_control = entry.items.iter().any(|it| {
+            keywords::lookup(&it.keyword)
+                .is_some_and(|k| k.class() == Class::Control || k == Kw::MqOnly("INPUTQM"))
+        });
         if is_control {
             lower_control(entry, index == 0, &mut out);
         } else {
@@ -1106,6 +1108,7 @@ mod tests {
                 "WAIT(yes) RETRYINT(500ms)\nACTION(IGNORE)",
                 "ctl in=- int=500ms wait=Yes; L2 => leave",
             ),
+            ("INPUTQM(QM1)\nACTION(IGNORE)", "L2 => leave"),
             // Actions and their keywords.
             ("ACTION(RETRY)", "L1 => retry(1) delay=[0s] x1 max=0s"),
             (
