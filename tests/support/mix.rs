@@ -132,6 +132,8 @@ pub struct Count {
     /// Copies still on the DLQ, in work queues or delay queues (for a stopped drain).
     pub unfinished: usize,
     pub examples: Vec<String>,
+    /// Every lost id, with its act and way.
+    pub lost_ids: Vec<(String, Act, Way)>,
 }
 
 fn archived_ids(path: &Path) -> Vec<String> {
@@ -327,6 +329,7 @@ impl Mix {
             if places.is_empty() {
                 if *act != Act::Discard {
                     c.lost += 1;
+                    c.lost_ids.push((id.clone(), *act, *way));
                     if c.examples.len() < 10 {
                         c.examples.push(format!("{id} ({act:?}, {way:?}): nowhere"));
                     }
