@@ -199,8 +199,8 @@ async fn run_once(world: &mut World, run: &Run) -> (Count, usize, usize) {
     for e in &count.examples {
         eprintln!("    {e}");
     }
-    if count.lost > 0 || count.misplaced > 0 {
-        // What dlqd last did with the first few of them.
+    if count.lost > 0 || count.misplaced > 0 || !in_broker_dlx.is_empty() {
+        // What dlqd did with the first few of them.
         for id in count
             .examples
             .iter()

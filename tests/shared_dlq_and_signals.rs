@@ -32,7 +32,8 @@ async fn two_instances_share_a_dlq(delay: Option<&str>) {
         .collect();
     lab.publish_all(&input).await;
     lab.reject(&work, n).await;
-    lab.wait_count(&dlq, n as u32, Duration::from_secs(30)).await;
+    lab.wait_count(&dlq, n as u32, Duration::from_secs(30))
+        .await;
     let rejections = lab.rejector(&work).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -86,7 +87,11 @@ async fn two_instances_share_a_dlq(delay: Option<&str>) {
         assert_eq!(g.header_i64("x-dlqd-retries"), Some(3), "{}", g.id);
     }
     assert_eq!(lab.count(&dlq).await, Some(0), "nothing left on the DLQ");
-    assert_eq!(lab.count(&work).await, Some(0), "nothing left in the work queue");
+    assert_eq!(
+        lab.count(&work).await,
+        Some(0),
+        "nothing left in the work queue"
+    );
     if let Some(q) = &delay_queue {
         assert_eq!(lab.count(q).await.unwrap_or(0), 0, "nothing left delayed");
     }
@@ -152,7 +157,11 @@ async fn sigterm_mid_mixed_drain_exits_zero_and_a_second_run_finishes_it_losing_
 
     let c = mix.count(&mut lab, false).await;
     lab.cleanup().await;
-    assert!(settled, "the second run finished the drain: {:?}", c.examples);
+    assert!(
+        settled,
+        "the second run finished the drain: {:?}",
+        c.examples
+    );
     assert_eq!(c.lost, 0, "lost: {:?}", c.examples);
     assert_eq!(c.misplaced, 0, "misplaced: {:?}", c.examples);
     assert_eq!(c.duplicates, 0, "a clean stop duplicates nothing");
@@ -185,7 +194,11 @@ async fn sigterm_while_reconnecting_exits_zero_at_once() {
     let asked = Instant::now();
     let status = d.wait(Duration::from_secs(10)).await;
     assert!(status.success(), "{}", d.stderr());
-    assert!(asked.elapsed() < Duration::from_secs(2), "{:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
     assert!(!d.stderr().contains("guest:guest"), "no password in logs");
 }
 

@@ -344,7 +344,7 @@ impl Mix {
             c.unfinished += places.iter().filter(|p| unfinished(p)).count();
             let bad = places
                 .iter()
-                .any(|p| !ok.contains(p) && !(unfinished_ok && unfinished(p)));
+                .any(|p| !(ok.contains(p) || unfinished_ok && unfinished(p)));
             if bad {
                 c.misplaced += 1;
                 if c.examples.len() < 10 {

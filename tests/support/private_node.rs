@@ -286,7 +286,7 @@ impl PrivateNode {
                 .arg("-kill")
                 .env("ERL_EPMD_PORT", self.epmd_port.to_string())
                 .output();
-            let refused = out.as_ref().map_or(false, |o| {
+            let refused = out.as_ref().is_ok_and(|o| {
                 String::from_utf8_lossy(&o.stdout).contains("not allowed")
                     || String::from_utf8_lossy(&o.stderr).contains("not allowed")
             });
