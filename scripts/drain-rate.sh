@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100000}
 SIZE=${SIZE:-1024}
-cargo build --release --quiet --bin dlqd --example bench_queue
+[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet --bin dlqd --example bench_queue
 BIN=target/release
 Q=dlqd-bench.dlq.$$
 T=dlqd-bench.target.$$
