@@ -180,8 +180,9 @@ async fn run_once(world: &mut World, run: &Run) -> (Count, usize, usize) {
         Vec::new()
     };
     eprintln!(
-        "run {} seed {} {:?}: {} messages, prefetch {}, {} faults, {} lost, {} lost in the \
-         broker's dead-lettering, {} misplaced, {} duplicates (allowed {}){}, {:.1} s",
+        "run {} seed {} {:?}: {} messages, prefetch {}, {} faults, {} lost, {} lost after a \
+         confirmed retry (broker dead-lettering), {} misplaced, {} duplicates (allowed {}){}, \
+         {:.1} s",
         run.index,
         run.seed,
         run.fault,
@@ -220,7 +221,7 @@ async fn run_once(world: &mut World, run: &Run) -> (Count, usize, usize) {
         eprintln!("  kept {}", dir.keep().display());
     }
     for id in in_broker_dlx.iter().take(5) {
-        eprintln!("    {id}: dlqd's retry was confirmed; the broker lost it moving it on");
+        eprintln!("    {id}: lost after dlqd's confirmed retry, in the broker's dead-lettering");
     }
     (count, done, in_broker_dlx.len())
 }
@@ -310,9 +311,12 @@ async fn drains_through_cuts_dlqd_kills_and_broker_crashes_lose_nothing() {
         let (c, done, broker_lost) = run_once(&mut world, &run).await;
         lost_by_broker += broker_lost;
         let allowed = run.allowed_duplicates(done);
-        if c.lost > 0 || c.misplaced > 0 || c.duplicates > allowed {
+        // DLQD_FAULT_STRICT=1: a loss after a confirmed retry fails the run too.
+        let strict = std::env::var_os("DLQD_FAULT_STRICT").is_some() && broker_lost > 0;
+        if c.lost > 0 || c.misplaced > 0 || c.duplicates > allowed || strict {
             failures.push(format!(
-                "seed {} ({:?}): {} lost, {} misplaced, {} duplicates (allowed {allowed}); \
+                "seed {} ({:?}): {} lost (+{broker_lost} after a confirmed retry), {} misplaced, \
+                 {} duplicates (allowed {allowed}); \
                  rerun with DLQD_FAULT_SEED={} DLQD_FAULT_RUNS=1",
                 run.seed, run.fault, c.lost, c.misplaced, c.duplicates, run.seed
             ));
@@ -331,8 +335,8 @@ async fn drains_through_cuts_dlqd_kills_and_broker_crashes_lose_nothing() {
         .collect();
     eprintln!(
         "faults: {runs} runs, {messages_in} messages, {lost} lost, {duplicates} duplicates \
-         ({faults} faults, {misplaced} misplaced, {lost_by_broker} lost by the broker's \
-         at-most-once dead-lettering in crashes; node boots {} s; {:.0} s in all)",
+         ({faults} faults, {misplaced} misplaced, {lost_by_broker} lost after a confirmed \
+         retry in broker crashes; node boots {} s; {:.0} s in all)",
         boots.join(" / "),
         suite.elapsed().as_secs_f64()
     );
