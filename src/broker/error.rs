@@ -31,7 +31,7 @@ impl BrokerError {
     /// True when reconnecting cannot help.
     pub fn is_fatal(&self) -> bool {
         match self {
-            BrokerError::Connect(ConnectError::BadUrl { .. }) => true,
+            BrokerError::Connect(ConnectError::BadUrl { .. } | ConnectError::Tls { .. }) => true,
             BrokerError::Connect(ConnectError::Connect { reason, .. }) => {
                 reason.contains("ACCESS_REFUSED")
             }
