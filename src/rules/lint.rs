@@ -4,6 +4,8 @@
 //! The "never applies" check is sound and conservative: it warns only when it can
 //! prove that every message the later rule matches is matched by the earlier one.
 
+use std::collections::HashMap;
+
 use crate::rules::diagnostic::{Diagnostic, Span};
 use crate::rules::lower::RuleSpans;
 use crate::rules::pattern::Pattern;
@@ -14,23 +16,24 @@ pub fn lint(table: &Table, spans: &[RuleSpans], input_queue: Option<Span>) -> Ve
     let mut out = Vec::new();
     let span_of = |i: usize| spans.get(i).cloned().unwrap_or_default();
 
+    let mut index = ShadowIndex::default();
     for (j, rule) in table.rules.iter().enumerate() {
         let s = span_of(j);
         // Shadowed by an earlier rule that never gives up.
-        if let Some(earlier) = table.rules[..j]
-            .iter()
-            .find(|e| !gives_up(e) && subsumes(&e.patterns, &rule.patterns))
-        {
+        if let Some(earlier) = index.first_subsuming(&table.rules, &rule.patterns) {
             out.push(
                 Diagnostic::warning(
                     s.start,
                     format!(
                         "this rule never applies: the rule on line {} catches every message it would",
-                        earlier.line
+                        table.rules[earlier].line
                     ),
                 )
                 .with_help("move this rule above that one, or remove it"),
             );
+        }
+        if !gives_up(rule) {
+            index.add(j, &rule.patterns);
         }
         match &rule.action {
             Action::Retry(r) if r.limit.is_none() => {
@@ -84,6 +87,203 @@ pub fn lint(table: &Table, spans: &[RuleSpans], input_queue: Option<Span>) -> Ve
         );
     }
     out
+}
+
+/// The string-valued pattern fields, in a fixed order (bit `i` of a mask is field `i`).
+fn string_fields(p: &Patterns) -> [&Option<Pattern>; 10] {
+    [
+        &p.destq,
+        &p.destex,
+        &p.rkey,
+        &p.reason,
+        &p.appid,
+        &p.userid,
+        &p.msg_type,
+        &p.content_type,
+        &p.msgid,
+        &p.replyto,
+    ]
+}
+
+const PERSIST_BIT: u16 = 1 << 10;
+const SIZE_BIT: u16 = 1 << 11;
+const HEADERS_BIT: u16 = 1 << 12;
+
+/// Which fields a rule constrains. An earlier rule can subsume a later one only when
+/// it constrains a subset of the later one's fields.
+fn mask(p: &Patterns) -> u16 {
+    let mut m = 0u16;
+    for (i, f) in string_fields(p).iter().enumerate() {
+        if f.as_ref().is_some_and(|f| !f.matches_everything()) {
+            m |= 1 << i;
+        }
+    }
+    if p.persist.is_some() {
+        m |= PERSIST_BIT;
+    }
+    if p.size.is_some() {
+        m |= SIZE_BIT;
+    }
+    if !p.headers.is_empty() {
+        m |= HEADERS_BIT;
+    }
+    m
+}
+
+/// Earlier rules that never give up, grouped by the fields they constrain and keyed
+/// by their first constrained text field, so that finding the rules that may subsume
+/// a later rule does not compare it with every earlier rule (10,000-rule files).
+#[derive(Default)]
+struct ShadowIndex {
+    groups: Vec<(u16, Group)>,
+}
+
+#[derive(Default)]
+struct Group {
+    /// The first text field in the mask, if any.
+    key: Option<usize>,
+    /// By literal value of the key field.
+    literal: HashMap<String, Vec<usize>>,
+    /// By a literal prefix every value the key field's pattern matches must start with.
+    prefix: HashMap<String, Vec<usize>>,
+    /// Everything else (no key field, or a pattern with no known prefix).
+    other: Vec<usize>,
+}
+
+impl ShadowIndex {
+    fn add(&mut self, i: usize, p: &Patterns) {
+        let m = mask(p);
+        let at = match self.groups.iter().position(|(gm, _)| *gm == m) {
+            Some(at) => at,
+            None => {
+                let key = (0..10).find(|b| m & (1 << b) != 0);
+                self.groups.push((
+                    m,
+                    Group {
+                        key,
+                        ..Group::default()
+                    },
+                ));
+                self.groups.len() - 1
+            }
+        };
+        let g = &mut self.groups[at].1;
+        let pattern = g.key.and_then(|k| string_fields(p)[k].as_ref());
+        match pattern {
+            Some(Pattern::Literal(t)) => g.literal.entry(t.clone()).or_default().push(i),
+            Some(Pattern::Glob(t)) => {
+                let pre = &t[..t.find(['*', '?']).unwrap_or(t.len())];
+                g.prefix.entry(pre.to_string()).or_default().push(i)
+            }
+            Some(Pattern::Regex(r)) => match regex_literal_prefix(r.as_str()) {
+                Some(pre) => g.prefix.entry(pre).or_default().push(i),
+                None => g.other.push(i),
+            },
+            None => g.other.push(i),
+        }
+    }
+
+    /// The first indexed rule whose patterns subsume `b`.
+    fn first_subsuming(&self, rules: &[Rule], b: &Patterns) -> Option<usize> {
+        let bm = mask(b);
+        let mut best: Option<usize> = None;
+        let mut consider = |i: usize| {
+            if best.is_none_or(|x| i < x) && subsumes(&rules[i].patterns, b) {
+                best = Some(i);
+            }
+        };
+        for (gm, g) in &self.groups {
+            if gm & !bm != 0 {
+                continue;
+            }
+            g.other.iter().copied().for_each(&mut consider);
+            let key_pattern = g.key.and_then(|k| string_fields(b)[k].as_ref());
+            match key_pattern {
+                Some(Pattern::Literal(t)) => {
+                    if let Some(v) = g.literal.get(t) {
+                        v.iter().copied().for_each(&mut consider);
+                    }
+                    for (end, _) in t.char_indices().chain([(t.len(), ' ')]) {
+                        if let Some(v) = g.prefix.get(&t[..end]) {
+                            v.iter().copied().for_each(&mut consider);
+                        }
+                    }
+                }
+                Some(Pattern::Glob(t)) => {
+                    let pre = &t[..t.find(['*', '?']).unwrap_or(t.len())];
+                    for (end, _) in pre.char_indices().chain([(pre.len(), ' ')]) {
+                        if let Some(v) = g.prefix.get(&pre[..end]) {
+                            v.iter().copied().for_each(&mut consider);
+                        }
+                    }
+                }
+                // A regex (or no key field): compare with the whole group.
+                _ => {
+                    g.literal
+                        .values()
+                        .flatten()
+                        .copied()
+                        .for_each(&mut consider);
+                    g.prefix.values().flatten().copied().for_each(&mut consider);
+                }
+            }
+        }
+        best
+    }
+}
+
+/// A literal text every match of the regex `src` starts with, when that is evident:
+/// `^billing\.(eu|us)$` → `billing.`. `None` when the regex is not anchored at the
+/// start or has an alternation outside parentheses.
+fn regex_literal_prefix(src: &str) -> Option<String> {
+    let rest = src.strip_prefix('^')?;
+    // Refuse a top-level `|` (it would make the prefix optional) and anything odd.
+    let mut depth = 0i32;
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '[' => {
+                // Skip a character class; `]` first (or after `^`) is literal.
+                let mut first = true;
+                loop {
+                    match chars.next() {
+                        None | Some('[') => return None,
+                        Some('\\') => {
+                            chars.next();
+                        }
+                        Some('^') if first => continue,
+                        Some(']') if !first => break,
+                        _ => {}
+                    }
+                    first = false;
+                }
+            }
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            '|' if depth == 0 => return None,
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        let lit = match c {
+            '\\' => match chars.next() {
+                Some(e) if e.is_ascii_punctuation() => e,
+                _ => break,
+            },
+            '.' | '[' | ']' | '(' | ')' | '{' | '}' | '|' | '?' | '*' | '+' | '^' | '$' => break,
+            c => c,
+        };
+        if matches!(chars.peek(), Some('?' | '*' | '{' | '+')) {
+            break;
+        }
+        out.push(lit);
+    }
+    Some(out)
 }
 
 /// A limited RETRY rule gives up (is skipped once its limit is used up), so it does not
@@ -187,9 +387,77 @@ mod tests {
         ] {
             assert_eq!(pattern_subsumes(&g(a), &g(b)), want, "{a} ⊇ {b}");
         }
+        for (src, want) in [
+            (r"^billing\.(eu|us)$", Some("billing.")),
+            ("^ab?c", Some("a")),
+            ("^a|b", None),
+            ("^a[b]", Some("a")),
+            ("^a[|(]|x", None),
+            ("^a[]|]x", Some("a")),
+            ("^a[[:alpha:]]", None),
+            ("abc", None),
+            (r"^a\d", Some("a")),
+            ("^(a|b)", Some("")),
+        ] {
+            assert_eq!(regex_literal_prefix(src).as_deref(), want, "{src}");
+        }
         let re = Pattern::Regex(regex::Regex::new("^a").unwrap());
         assert!(pattern_subsumes(&re, &g("abc")));
         assert!(!pattern_subsumes(&re, &g("a*")));
         assert!(!pattern_subsumes(&g("a*"), &re));
+    }
+
+    use proptest::prelude::*;
+
+    fn rules_from(specs: &[(u8, u8, u8, bool)]) -> Vec<Rule> {
+        const VALUES: &[&str] = &[
+            "*", "a", "ab", "a*", "ab*", "*b", "/^a/", "/^ab?c/", "/b/", "b",
+        ];
+        let pat = |i: u8| -> Option<Pattern> {
+            match VALUES.get(i as usize) {
+                None => None,
+                Some(v) if v.starts_with('/') => Some(Pattern::Regex(
+                    regex::Regex::new(&v[1..v.len() - 1]).unwrap(),
+                )),
+                Some(v) => Some(Pattern::generic(v)),
+            }
+        };
+        specs
+            .iter()
+            .enumerate()
+            .map(|(n, &(d, r, a, limited))| Rule {
+                line: n as u32 + 1,
+                patterns: Patterns {
+                    destq: pat(d),
+                    reason: pat(r),
+                    appid: pat(a),
+                    ..Patterns::default()
+                },
+                action: Action::Retry(Retry {
+                    limit: limited.then_some(3),
+                    delay: DelaySchedule::default(),
+                }),
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The index finds exactly what comparing with every earlier rule finds.
+        #[test]
+        fn index_agrees_with_naive(specs in proptest::collection::vec((0u8..14, 0u8..14, 0u8..14, any::<bool>()), 0..40)) {
+            let rules = rules_from(&specs);
+            let mut index = ShadowIndex::default();
+            for (j, r) in rules.iter().enumerate() {
+                let naive = rules[..j]
+                    .iter()
+                    .position(|e| !gives_up(e) && subsumes(&e.patterns, &r.patterns));
+                prop_assert_eq!(index.first_subsuming(&rules, &r.patterns), naive);
+                if !gives_up(r) {
+                    index.add(j, &r.patterns);
+                }
+            }
+        }
     }
 }

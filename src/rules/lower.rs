@@ -41,10 +41,12 @@ pub struct RuleSpans {
 pub fn lower(entries: &[Entry]) -> Lowered {
     let mut out = Lowered::default();
     for (index, entry) in entries.iter().enumerate() {
-        let is_control = entry
-            .items
-            .iter()
-            .any(|it| keywords::lookup(&it.keyword).is_some_and(|k| k.class() == Class::Control));
+        // runmqdlq's INPUTQM (MQ-only) is control data too: `INPUTQM(QM1)` alone is
+        // a control entry, not a rule without an ACTION.
+        let is_control = entry.items.iter().any(|it| {
+            keywords::lookup(&it.keyword)
+                .is_some_and(|k| k.class() == Class::Control || k == Kw::MqOnly("INPUTQM"))
+        });
         if is_control {
             lower_control(entry, index == 0, &mut out);
         } else {
@@ -827,11 +829,12 @@ fn template(entry: &Entry, kw: Kw, value: &Value, diags: &mut Vec<Diagnostic>) -
     let mut i = 0;
     while i < text.len() {
         let rest = &text[i..];
-        let letters = rest[1..]
+        let after_amp = rest.strip_prefix('&').unwrap_or("");
+        let letters = after_amp
             .find(|c: char| !c.is_ascii_alphabetic())
-            .map_or(rest.len() - 1, |n| n);
+            .unwrap_or(after_amp.len());
         if rest.starts_with('&') && letters > 0 {
-            let name = &rest[1..1 + letters];
+            let name = &after_amp[..letters];
             match VARS.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
                 Some(&(_, var)) => {
                     if !lit.is_empty() {
@@ -1105,6 +1108,7 @@ mod tests {
                 "WAIT(yes) RETRYINT(500ms)\nACTION(IGNORE)",
                 "ctl in=- int=500ms wait=Yes; L2 => leave",
             ),
+            ("INPUTQM(QM1)\nACTION(IGNORE)", "L2 => leave"),
             // Actions and their keywords.
             ("ACTION(RETRY)", "L1 => retry(1) delay=[0s] x1 max=0s"),
             (

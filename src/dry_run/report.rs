@@ -1,0 +1,284 @@
+//! The dry-run report: per-message text or JSON lines, the summary table, and a rule's
+//! short text as the summary shows it.
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::Summary;
+use crate::dead_letter::DeadLetter;
+use crate::decide::{Decider, Decision, Outcome};
+use crate::rules::{Action, ForwardTarget, Rule, SizeBound, Template, TemplatePart, Var};
+
+/// One message's decision, as the report prints it.
+pub struct Entry<'a> {
+    pub index: u64,
+    pub dl: &'a DeadLetter<'a>,
+    pub decision: &'a Decision,
+    /// (rule index, why it did not apply) for each earlier rule; empty without --explain.
+    pub explain: &'a [(usize, String)],
+}
+
+fn delay_of(o: &Outcome) -> Option<Duration> {
+    match o {
+        Outcome::Retry { delay, .. } => Some(*delay),
+        _ => None,
+    }
+}
+
+fn attempt_of(o: &Outcome) -> Option<u32> {
+    match o {
+        Outcome::Retry { attempt, .. } => Some(*attempt),
+        _ => None,
+    }
+}
+
+fn line_of(decider: &Decider, i: usize) -> u32 {
+    decider.table().rules.get(i).map_or(0, |r| r.line)
+}
+
+pub fn text_header<W: Write>(out: &mut W) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:>5}  {:<16}  {:>4}  {:<7}  {:<30}  {:<8}  ATTEMPT",
+        "INDEX", "MESSAGE-ID", "RULE", "ACTION", "TARGET", "DELAY"
+    )
+}
+
+pub fn text_line<W: Write>(
+    out: &mut W,
+    decider: &Decider,
+    e: &Entry,
+    explain: bool,
+) -> io::Result<()> {
+    let o = &e.decision.outcome;
+    let id = e.dl.message.properties.message_id.as_deref().unwrap_or("-");
+    let rule = e.decision.line.map_or("-".to_string(), |l| l.to_string());
+    let target = o.target().unwrap_or_else(|| "-".to_string());
+    let delay = delay_of(o).map_or("-".to_string(), |d| {
+        humantime::format_duration(d).to_string()
+    });
+    let attempt = attempt_of(o).map_or("-".to_string(), |a| a.to_string());
+    writeln!(
+        out,
+        "{:>5}  {:<16}  {:>4}  {:<7}  {:<30}  {:<8}  {}",
+        e.index,
+        id,
+        rule,
+        o.name(),
+        target,
+        delay,
+        attempt
+    )?;
+    if explain {
+        for (i, why) in e.explain {
+            writeln!(
+                out,
+                "{:>7}line {} skipped: {}",
+                "",
+                line_of(decider, *i),
+                why
+            )?;
+        }
+        let why = decider.why(e.dl, e.decision);
+        match e.decision.line {
+            Some(l) => writeln!(out, "{:>7}line {l} applies: {why}", "")?,
+            None => writeln!(out, "{:>7}{why}", "")?,
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct JsonExplain<'a> {
+    rule: u32,
+    why: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonEntry<'a> {
+    index: u64,
+    message_id: Option<&'a str>,
+    rule: Option<u32>,
+    action: &'static str,
+    target: Option<String>,
+    delay_ms: Option<u64>,
+    attempt: Option<u32>,
+    why: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explain: Option<Vec<JsonExplain<'a>>>,
+}
+
+pub fn json_line<W: Write>(
+    out: &mut W,
+    decider: &Decider,
+    e: &Entry,
+    with_explain: bool,
+) -> io::Result<()> {
+    let o = &e.decision.outcome;
+    let entry = JsonEntry {
+        index: e.index,
+        message_id: e.dl.message.properties.message_id.as_deref(),
+        rule: e.decision.line,
+        action: o.name(),
+        target: o.target(),
+        delay_ms: delay_of(o).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        attempt: attempt_of(o),
+        why: decider.why(e.dl, e.decision),
+        explain: with_explain.then(|| {
+            e.explain
+                .iter()
+                .map(|(i, why)| JsonExplain {
+                    rule: line_of(decider, *i),
+                    why,
+                })
+                .collect()
+        }),
+    };
+    serde_json::to_writer(&mut *out, &entry).map_err(io::Error::other)?;
+    out.write_all(b"\n")
+}
+
+pub fn text_summary<W: Write>(out: &mut W, decider: &Decider, s: &Summary) -> io::Result<()> {
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{} message{} from {} capture{}",
+        s.messages,
+        if s.messages == 1 { "" } else { "s" },
+        s.captures,
+        if s.captures == 1 { "" } else { "s" }
+    )?;
+    writeln!(out)?;
+    writeln!(out, "{:>4}  {:>8}  RULE TEXT", "RULE", "MESSAGES")?;
+    for (rule, n) in decider.table().rules.iter().zip(&s.per_rule) {
+        writeln!(out, "{:>4}  {:>8}  {}", rule.line, n, rule_text(rule))?;
+    }
+    writeln!(
+        out,
+        "{:>4}  {:>8}  (no rule applies: left on the DLQ)",
+        "-", s.unmatched
+    )?;
+    writeln!(out)?;
+    writeln!(out, "{:<7}  {:>8}", "ACTION", "MESSAGES")?;
+    for (name, n) in ["retry", "forward", "discard", "leave"]
+        .iter()
+        .zip(s.per_action)
+    {
+        writeln!(out, "{name:<7}  {n:>8}")?;
+    }
+    Ok(())
+}
+
+/// The longest rule text the summary prints; longer ones end in `...`.
+const RULE_TEXT_MAX: usize = 90;
+
+/// A rule written back in rules-file syntax (canonical keyword order, defaults left
+/// out), shortened for the summary.
+pub fn rule_text(rule: &Rule) -> String {
+    use crate::decide::matching::Field;
+    let p = &rule.patterns;
+    let mut parts: Vec<String> = Vec::new();
+    let kw = |k: &str, v: &str| format!("{k}({})", quote(v));
+    for field in Field::ALL {
+        if let Some(pat) = field.pattern(p) {
+            parts.push(kw(field.keyword(), &pat.source()));
+        }
+    }
+    if let Some(pat) = &p.rkey {
+        parts.push(kw("RKEY", &pat.source()));
+    }
+    if let Some(yes) = p.persist {
+        parts.push(format!("PERSIST({})", if yes { "YES" } else { "NO" }));
+    }
+    for (name, pat) in &p.headers {
+        parts.push(kw("HDR", &format!("{name}={}", pat.source())));
+    }
+    match p.size {
+        Some(SizeBound::Greater(n)) => parts.push(format!("SIZE(>{n})")),
+        Some(SizeBound::Less(n)) => parts.push(format!("SIZE(<{n})")),
+        None => {}
+    }
+    match &rule.action {
+        Action::Retry(r) => {
+            parts.push("ACTION(RETRY)".into());
+            parts.push(match r.limit {
+                Some(n) => format!("RETRY({n})"),
+                None => "RETRY(*)".into(),
+            });
+            let steps: Vec<String> = r
+                .delay
+                .steps
+                .iter()
+                .map(|d| humantime::format_duration(*d).to_string())
+                .collect();
+            if r.delay.steps.iter().any(|d| !d.is_zero()) {
+                parts.push(format!("DELAY({})", steps.join(",")));
+            }
+            if r.delay.backoff != 1.0 {
+                parts.push(format!("BACKOFF({})", r.delay.backoff));
+            }
+        }
+        Action::Forward(f) => {
+            parts.push("ACTION(FWD)".into());
+            match &f.target {
+                ForwardTarget::Queue(q) => parts.push(kw("FWDQ", &template(q))),
+                ForwardTarget::Exchange {
+                    exchange,
+                    routing_key,
+                } => {
+                    parts.push(kw("FWDEX", &template(exchange)));
+                    if let Some(k) = routing_key {
+                        parts.push(kw("FWDRKEY", &template(k)));
+                    }
+                }
+            }
+            if !f.keep_headers {
+                parts.push("HEADER(NO)".into());
+            }
+        }
+        Action::Discard { archive } => {
+            parts.push("ACTION(DISCARD)".into());
+            if let Some(a) = archive {
+                parts.push(kw("ARCHIVE", &a.display().to_string()));
+            }
+        }
+        Action::Leave => parts.push("ACTION(IGNORE)".into()),
+    }
+    let text = parts.join(" ");
+    if text.chars().count() > RULE_TEXT_MAX {
+        let cut: String = text.chars().take(RULE_TEXT_MAX - 3).collect();
+        format!("{cut}...")
+    } else {
+        text
+    }
+}
+
+/// A value as a rules file would need it written: quoted when it has `(`, `)`, `'`,
+/// a blank or a comma (regexes between slashes may hold parentheses as they are).
+fn quote(v: &str) -> String {
+    let is_regex = v.len() >= 2 && v.starts_with('/') && v.ends_with('/');
+    if !is_regex && v.contains(['(', ')', '\'', ' ', ',']) {
+        format!("'{}'", v.replace('\'', "''"))
+    } else {
+        v.to_string()
+    }
+}
+
+fn template(t: &Template) -> String {
+    t.parts
+        .iter()
+        .map(|p| match p {
+            TemplatePart::Literal(s) => s.clone(),
+            TemplatePart::Var(v) => match v {
+                Var::DestQ => "&DESTQ",
+                Var::DestEx => "&DESTEX",
+                Var::RKey => "&RKEY",
+                Var::Reason => "&REASON",
+                Var::ReplyTo => "&REPLYTO",
+            }
+            .to_string(),
+        })
+        .collect()
+}
