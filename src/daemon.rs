@@ -632,6 +632,14 @@ impl Daemon {
             return Ok(());
         };
         let id = message_id(&state.message).to_string();
+        if result.is_err() && !session.is_connected() {
+            // Not this action's fault: the broker will redeliver it to the next session.
+            return Err(BrokerError::Amqp {
+                context: "connection lost".into(),
+                reason: result.err().map(|f| f.reason).unwrap_or_default(),
+                fatal: false,
+            });
+        }
         match (result, &state.kind) {
             (Ok(()), _) => {
                 if state.action != "skip" {

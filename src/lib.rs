@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod dead_letter;
 pub mod decide;
 pub mod dry_run;
+pub mod inspect;
 pub mod message;
 pub mod outgoing;
 pub mod rules;

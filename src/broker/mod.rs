@@ -1,5 +1,6 @@
 //! The only module that knows AMQP (lapin): connect, consume, publish with confirms, delay queues.
 
+pub mod browse;
 pub mod connect;
 pub mod consumer;
 pub mod convert;

@@ -58,7 +58,11 @@ fn inline_table(rules: &[String]) -> anyhow::Result<Table> {
             Ok(table)
         }
         None => {
-            let shown: Vec<String> = checked.diagnostics.iter().map(Diagnostic::headline).collect();
+            let shown: Vec<String> = checked
+                .diagnostics
+                .iter()
+                .map(Diagnostic::headline)
+                .collect();
             anyhow::bail!("invalid --rule:\n{}", shown.join("\n"))
         }
     }

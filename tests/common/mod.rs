@@ -1,0 +1,635 @@
+//! Helpers for the tests that run against the real RabbitMQ at 127.0.0.1:5672: unique
+//! queue names, work queues that dead-letter into a DLQ (by reject, TTL expiry and
+//! max-length overflow, the real ways), counting and reading queues, running the dlqd
+//! binary. Everything a test declares is deleted when its `Broker` is dropped.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_lite::StreamExt;
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+
+pub const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// A name no other test (or test run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "dlqd-test.{prefix}.{}.{nanos:x}.{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// How a work queue dead-letters its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    /// A consumer rejects them (requeue=false): reason `rejected`.
+    Reject,
+    /// Their per-message TTL runs out: reason `expired`.
+    Expire,
+    /// The queue's length limit pushes them out: reason `maxlen`.
+    Overflow,
+}
+
+impl Way {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Way::Reject => "rejected",
+            Way::Expire => "expired",
+            Way::Overflow => "maxlen",
+        }
+    }
+}
+
+/// A message as a test reads it back.
+#[derive(Debug, Clone)]
+pub struct Got {
+    pub body: Vec<u8>,
+    pub properties: BasicProperties,
+}
+
+impl Got {
+    pub fn header(&self, name: &str) -> Option<&AMQPValue> {
+        self.properties.headers().as_ref()?.inner().get(name)
+    }
+
+    pub fn header_i64(&self, name: &str) -> Option<i64> {
+        match self.header(name)? {
+            AMQPValue::LongLongInt(v) => Some(*v),
+            AMQPValue::LongInt(v) => Some(i64::from(*v)),
+            AMQPValue::ShortShortUInt(v) => Some(i64::from(*v)),
+            AMQPValue::LongUInt(v) => Some(i64::from(*v)),
+            _ => None,
+        }
+    }
+
+    pub fn header_str(&self, name: &str) -> Option<String> {
+        match self.header(name)? {
+            AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+            _ => None,
+        }
+    }
+
+    /// The `queue` of the newest `x-death` entry.
+    pub fn death_queue(&self) -> Option<String> {
+        match self.header("x-death")? {
+            AMQPValue::FieldArray(a) => match a.as_slice().first()? {
+                AMQPValue::FieldTable(t) => match t.inner().get("queue")? {
+                    AMQPValue::LongString(s) => {
+                        Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+                    }
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A connection to the shared test broker and the queues this test made.
+pub struct Broker {
+    pub conn: Connection,
+    pub ch: Channel,
+    created: Vec<String>,
+}
+
+fn args(pairs: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in pairs {
+        t.insert(ShortString::from(*k), v.clone());
+    }
+    t
+}
+
+pub fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s))
+}
+
+impl Broker {
+    /// Connect, or fail saying how to start a broker.
+    pub async fn connect() -> Broker {
+        let conn = match Connection::connect(URL, ConnectionProperties::default()).await {
+            Ok(c) => c,
+            Err(e) => panic!(
+                "no RabbitMQ at 127.0.0.1:5672 ({e}); start one with `rabbitmq-server -detached` \
+                 (then `rabbitmqctl await_startup`)"
+            ),
+        };
+        let ch = conn.create_channel().await.expect("channel");
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirm mode");
+        Broker {
+            conn,
+            ch,
+            created: Vec::new(),
+        }
+    }
+
+    /// Remember a queue dlqd creates (a delay queue) so that it is deleted too.
+    pub fn adopt(&mut self, queue: &str) {
+        self.created.push(queue.to_string());
+    }
+
+    /// Declare a durable queue with these arguments (deleted at the end).
+    pub async fn queue(&mut self, name: &str, arguments: &[(&str, AMQPValue)]) {
+        self.ch
+            .queue_declare(name.into(), QueueDeclareOptions::durable(), args(arguments))
+            .await
+            .unwrap_or_else(|e| panic!("declare {name}: {e}"));
+        self.created.push(name.to_string());
+    }
+
+    /// A work queue whose dead letters go (through the default exchange) to `dlq`, which
+    /// is declared too. `Overflow` work queues hold at most one message.
+    pub async fn work_queue(&mut self, work: &str, dlq: &str, way: Way) {
+        self.queue(dlq, &[]).await;
+        let mut a = vec![
+            ("x-dead-letter-exchange", text("")),
+            ("x-dead-letter-routing-key", text(dlq)),
+        ];
+        if way == Way::Overflow {
+            a.push(("x-max-length", AMQPValue::LongLongInt(1)));
+        }
+        self.queue(work, &a).await;
+    }
+
+    /// Publish to a queue through the default exchange, confirmed.
+    pub async fn publish(&self, queue: &str, body: &[u8], props: BasicProperties) {
+        let confirm = self
+            .ch
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                body,
+                props,
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        assert_eq!(
+            confirm,
+            lapin::Confirmation::Ack(None),
+            "publish to {queue}"
+        );
+    }
+
+    /// Publish many messages to a queue, confirms awaited together.
+    pub async fn publish_all(&self, queue: &str, messages: &[(Vec<u8>, BasicProperties)]) {
+        let mut confirms = Vec::with_capacity(messages.len());
+        for (body, props) in messages {
+            confirms.push(
+                self.ch
+                    .basic_publish(
+                        "".into(),
+                        queue.into(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..BasicPublishOptions::default()
+                        },
+                        body,
+                        props.clone(),
+                    )
+                    .await
+                    .expect("publish"),
+            );
+        }
+        for c in confirms {
+            assert_eq!(c.await.expect("confirm"), lapin::Confirmation::Ack(None));
+        }
+    }
+
+    /// Put these messages through `work` so that they land on `dlq` dead-lettered the
+    /// given way, in order; waits until they are all there.
+    pub async fn dead_letter(
+        &self,
+        work: &str,
+        dlq: &str,
+        way: Way,
+        messages: &[(Vec<u8>, BasicProperties)],
+    ) {
+        let before = self.count(dlq).await;
+        match way {
+            Way::Reject => {
+                self.publish_all(work, messages).await;
+                let ch = self.conn.create_channel().await.expect("channel");
+                for _ in messages {
+                    let got = self.get_on(&ch, work).await;
+                    ch.basic_nack(
+                        got,
+                        BasicNackOptions {
+                            multiple: false,
+                            requeue: false,
+                        },
+                    )
+                    .await
+                    .expect("reject");
+                }
+                let _ = ch.close(200, "done".into()).await;
+            }
+            Way::Expire => {
+                let expiring: Vec<_> = messages
+                    .iter()
+                    .map(|(b, p)| (b.clone(), p.clone().with_expiration("1".into())))
+                    .collect();
+                self.publish_all(work, &expiring).await;
+            }
+            Way::Overflow => {
+                // Each publish pushes the one before it out; a last filler is purged.
+                self.publish_all(work, messages).await;
+                self.publish(work, b"filler", BasicProperties::default())
+                    .await;
+            }
+        }
+        self.wait_count(dlq, before + messages.len() as u32, Duration::from_secs(60))
+            .await;
+        if way == Way::Overflow {
+            self.ch
+                .queue_purge(work.into(), QueuePurgeOptions::default())
+                .await
+                .expect("purge filler");
+        }
+    }
+
+    /// Take the one message waiting in `work` and reject it again, into `dlq`.
+    pub async fn dead_letter_again(&self, work: &str, dlq: &str) {
+        let before = self.count(dlq).await;
+        let ch = self.conn.create_channel().await.expect("channel");
+        let tag = self.get_on(&ch, work).await;
+        ch.basic_nack(
+            tag,
+            BasicNackOptions {
+                multiple: false,
+                requeue: false,
+            },
+        )
+        .await
+        .expect("reject");
+        let _ = ch.close(200, "done".into()).await;
+        self.wait_count(dlq, before + 1, Duration::from_secs(10))
+            .await;
+    }
+
+    async fn get_on(&self, ch: &Channel, queue: &str) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(m) = ch
+                .basic_get(queue.into(), BasicGetOptions::default())
+                .await
+                .expect("basic.get")
+            {
+                return m.delivery.delivery_tag;
+            }
+            assert!(Instant::now() < deadline, "nothing to get from {queue}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Ready messages in a queue.
+    pub async fn count(&self, queue: &str) -> u32 {
+        let ch = self.conn.create_channel().await.expect("channel");
+        let q = ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("queue {queue}: {e}"));
+        let _ = ch.close(200, "done".into()).await;
+        q.message_count()
+    }
+
+    /// True when the queue exists.
+    pub async fn exists(&self, queue: &str) -> bool {
+        let ch = self.conn.create_channel().await.expect("channel");
+        let ok = ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .is_ok();
+        if ok {
+            let _ = ch.close(200, "done".into()).await;
+        }
+        ok
+    }
+
+    /// Wait until a queue holds exactly `n` ready messages.
+    pub async fn wait_count(&self, queue: &str, n: u32, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let c = self.count(queue).await;
+            if c == n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{queue} holds {c} messages, expected {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Take every message off a queue (acknowledged), in order.
+    pub async fn drain(&self, queue: &str) -> Vec<Got> {
+        let n = self.count(queue).await as usize;
+        let mut out = Vec::with_capacity(n);
+        if n == 0 {
+            return out;
+        }
+        let ch = self.conn.create_channel().await.expect("channel");
+        let mut consumer = ch
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        while out.len() < n {
+            let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+                .await
+                .expect("messages counted are delivered")
+                .expect("consumer open")
+                .expect("delivery");
+            out.push(Got {
+                body: d.data,
+                properties: d.properties,
+            });
+        }
+        let _ = ch.close(200, "done".into()).await;
+        out
+    }
+
+    /// Read every message of a queue without removing it (got, then handed back in order).
+    pub async fn peek(&self, queue: &str) -> Vec<Got> {
+        let ch = self.conn.create_channel().await.expect("channel");
+        let mut out = Vec::new();
+        while let Some(m) = ch
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await
+            .expect("basic.get")
+        {
+            out.push(Got {
+                body: m.delivery.data,
+                properties: m.delivery.properties,
+            });
+        }
+        // Closing the channel hands every unacknowledged message back, in order.
+        let _ = ch.close(200, "done".into()).await;
+        out
+    }
+
+    /// A consumer that rejects (requeue=false) everything arriving on `queue`; counts them.
+    pub async fn rejector(&self, queue: &str) -> std::sync::Arc<AtomicU64> {
+        let ch = self.conn.create_channel().await.expect("channel");
+        let mut consumer = ch
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        let n = std::sync::Arc::new(AtomicU64::new(0));
+        let counter = n.clone();
+        tokio::spawn(async move {
+            let _keep = ch;
+            while let Some(Ok(d)) = consumer.next().await {
+                let _ = d
+                    .nack(BasicNackOptions {
+                        multiple: false,
+                        requeue: false,
+                    })
+                    .await;
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        n
+    }
+}
+
+impl Drop for Broker {
+    /// Delete every queue the test made, whatever happened to the test.
+    fn drop(&mut self) {
+        let queues = std::mem::take(&mut self.created);
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let Ok(conn) = Connection::connect(URL, ConnectionProperties::default()).await
+                else {
+                    return;
+                };
+                for q in queues {
+                    if let Ok(ch) = conn.create_channel().await {
+                        let _ = ch
+                            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                            .await;
+                        let _ = ch.close(200, "done".into()).await;
+                    }
+                }
+                let _ = conn.close(200, "done".into()).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// Properties with a message id and an `act` header (which test rules match on).
+pub fn props(id: &str, act: &str) -> BasicProperties {
+    BasicProperties::default()
+        .with_message_id(id.into())
+        .with_delivery_mode(2)
+        .with_headers(args(&[("act", text(act))]))
+}
+
+/// A temp dir with a rules file in it.
+pub fn rules_file(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("test.rules");
+    std::fs::write(&path, text).expect("write rules");
+    path
+}
+
+/// A running (or finished) dlqd; its stderr goes to a file.
+pub struct Dlqd {
+    pub child: Child,
+    pub stderr: PathBuf,
+}
+
+/// Start `dlqd run ARGS...` against the test broker.
+pub fn start_dlqd(dir: &Path, run_args: &[&str]) -> Dlqd {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let stderr = dir.join(format!("dlqd-{}.stderr", N.fetch_add(1, Ordering::Relaxed)));
+    let file = std::fs::File::create(&stderr).expect("stderr file");
+    let child = Command::new(env!("CARGO_BIN_EXE_dlqd"))
+        .arg("run")
+        .args(run_args)
+        .env("DLQD_URL", URL)
+        .env("DLQD_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(file))
+        .spawn()
+        .expect("start dlqd");
+    Dlqd { child, stderr }
+}
+
+impl Dlqd {
+    /// Wait for it to exit (at most `timeout`); its status.
+    pub async fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "dlqd did not exit within {timeout:?}; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Dlqd {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Run `dlqd run ARGS...` to completion (at most `timeout`); exit status and stderr.
+pub async fn run_dlqd(dir: &Path, run_args: &[&str], timeout: Duration) -> (ExitStatus, String) {
+    let mut d = start_dlqd(dir, run_args);
+    let status = d.wait(timeout).await;
+    (status, d.stderr())
+}
+
+/// Bodies as strings, for order and identity checks.
+pub fn bodies(got: &[Got]) -> Vec<String> {
+    got.iter().map(Got::text).collect()
+}
+
+/// How many of each body.
+pub fn tally(got: &[Got]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for g in got {
+        *m.entry(g.text()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// A TCP proxy to the test broker that can cut every connection through it.
+pub struct Proxy {
+    port: u16,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Proxy {
+    pub async fn start() -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (cut, rx) = tokio::sync::watch::channel(0u64);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut rx = rx.clone();
+                rx.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect("127.0.0.1:5672").await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = rx.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, cut }
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// Drop every connection open through the proxy now.
+    pub fn cut(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+/// Start `dlqd run ARGS...` against another broker URL (e.g. a [`Proxy`]).
+pub fn start_dlqd_at(dir: &Path, url: &str, run_args: &[&str]) -> Dlqd {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let stderr = dir.join(format!("dlqd-at-{}.stderr", N.fetch_add(1, Ordering::Relaxed)));
+    let file = std::fs::File::create(&stderr).expect("stderr file");
+    let child = Command::new(env!("CARGO_BIN_EXE_dlqd"))
+        .arg("run")
+        .args(run_args)
+        .env("DLQD_URL", url)
+        .env("DLQD_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(file))
+        .spawn()
+        .expect("start dlqd");
+    Dlqd { child, stderr }
+}

@@ -1,0 +1,357 @@
+//! Test helpers for capture/inspect: a real dead-lettering setup on the local broker
+//! (a DLX, a DLQ, work queues that dead-letter by reject, TTL expiry and max-length),
+//! made with lapin directly, under unique names, deleted afterwards.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_lite::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+
+pub const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// Queues delete themselves after this long unused, should a test die before its cleanup.
+const EXPIRES_MS: i64 = 10 * 60 * 1000;
+
+/// A name no other test (or test run) uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}.{}.{nanos:x}.{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Connect to the shared broker, or fail saying how to start one.
+pub async fn connect() -> Connection {
+    match Connection::connect(URL, ConnectionProperties::default()).await {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "no RabbitMQ broker at 127.0.0.1:5672 ({e}); start one with `rabbitmq-server -detached` \
+             (then `rabbitmqctl await_startup`)"
+        ),
+    }
+}
+
+/// A dead-letter setup: a fanout DLX bound to a DLQ, and work queues dead-lettering into it.
+pub struct Lab {
+    pub conn: Connection,
+    pub ch: Channel,
+    pub dlx: String,
+    pub dlq: String,
+    queues: Vec<String>,
+}
+
+/// One message as the tests compare it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub message_id: Option<String>,
+    pub body: Vec<u8>,
+}
+
+fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in entries {
+        t.insert(ShortString::from(*k), v.clone());
+    }
+    t
+}
+
+impl Lab {
+    /// A DLX and a DLQ (a classic queue, or a quorum queue when `quorum`).
+    pub async fn new(prefix: &str, quorum: bool) -> Lab {
+        let conn = connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirm_select");
+        let dlx = unique(&format!("{prefix}.dlx"));
+        let dlq = unique(&format!("{prefix}.dlq"));
+        ch.exchange_declare(
+            dlx.as_str().into(),
+            ExchangeKind::Fanout,
+            // Auto-delete: it goes away with its last binding, i.e. with the DLQ.
+            ExchangeDeclareOptions {
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare DLX");
+        let mut args = vec![("x-expires", AMQPValue::LongLongInt(EXPIRES_MS))];
+        if quorum {
+            args.push(("x-queue-type", AMQPValue::LongString("quorum".into())));
+        }
+        ch.queue_declare(
+            dlq.as_str().into(),
+            QueueDeclareOptions {
+                durable: quorum,
+                ..Default::default()
+            },
+            table(&args),
+        )
+        .await
+        .expect("declare DLQ");
+        ch.queue_bind(
+            dlq.as_str().into(),
+            dlx.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind DLQ");
+        Lab {
+            conn,
+            ch,
+            dlx,
+            dlq: dlq.clone(),
+            queues: vec![dlq],
+        }
+    }
+
+    /// A work queue that dead-letters into the DLX, with extra arguments.
+    pub async fn work_queue(&mut self, prefix: &str, extra: &[(&str, AMQPValue)]) -> String {
+        let name = unique(prefix);
+        let mut args = vec![
+            ("x-expires", AMQPValue::LongLongInt(EXPIRES_MS)),
+            (
+                "x-dead-letter-exchange",
+                AMQPValue::LongString(self.dlx.as_str().into()),
+            ),
+        ];
+        args.extend(extra.iter().cloned());
+        self.ch
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions::default(),
+                table(&args),
+            )
+            .await
+            .expect("declare work queue");
+        self.queues.push(name.clone());
+        name
+    }
+
+    /// A plain queue (no dead-lettering), deleted at cleanup.
+    pub async fn plain_queue(&mut self, prefix: &str) -> String {
+        let name = unique(prefix);
+        self.ch
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions::default(),
+                table(&[("x-expires", AMQPValue::LongLongInt(EXPIRES_MS))]),
+            )
+            .await
+            .expect("declare queue");
+        self.queues.push(name.clone());
+        name
+    }
+
+    /// Publish to a queue through the default exchange and wait for the confirm.
+    pub async fn publish(&self, queue: &str, id: &str, body: &[u8], persistent: bool) {
+        self.publish_with(queue, id, body, persistent, None).await
+    }
+
+    /// Publish with a per-message TTL (`expiration`, in ms).
+    pub async fn publish_with(
+        &self,
+        queue: &str,
+        id: &str,
+        body: &[u8],
+        persistent: bool,
+        expiration_ms: Option<u64>,
+    ) {
+        let mut props = BasicProperties::default()
+            .with_message_id(id.into())
+            .with_delivery_mode(if persistent { 2 } else { 1 })
+            .with_content_type("text/plain".into())
+            .with_headers(table(&[(
+                "test-header",
+                AMQPValue::LongString(LongString::from(format!("h-{id}"))),
+            )]));
+        if let Some(ms) = expiration_ms {
+            props = props.with_expiration(ms.to_string().into());
+        }
+        let confirm = self
+            .ch
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                body,
+                props,
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        assert!(
+            confirm.is_ack(),
+            "publish to {queue} not acked: {confirm:?}"
+        );
+        assert!(
+            confirm.take_message().is_none(),
+            "publish to {queue} was returned (unroutable)"
+        );
+    }
+
+    /// Publish `n` persistent messages m0.. (body = id) to a queue, confirms pipelined.
+    pub async fn publish_many(&self, queue: &str, n: usize) -> Vec<Seen> {
+        let mut confirms = Vec::with_capacity(n);
+        let mut want = Vec::with_capacity(n);
+        for i in 0..n {
+            let id = format!("m{i}");
+            let confirm = self
+                .ch
+                .basic_publish(
+                    "".into(),
+                    queue.into(),
+                    BasicPublishOptions::default(),
+                    id.as_bytes(),
+                    BasicProperties::default()
+                        .with_message_id(id.as_str().into())
+                        .with_delivery_mode(2),
+                )
+                .await
+                .expect("publish");
+            confirms.push(confirm);
+            want.push(Seen {
+                message_id: Some(id.clone()),
+                body: id.into_bytes(),
+            });
+        }
+        for c in confirms {
+            assert!(c.await.expect("confirm").is_ack(), "publish not acked");
+        }
+        want
+    }
+
+    /// Consume `n` messages from `queue` and reject them (requeue=false): dead letters.
+    pub async fn reject(&self, queue: &str, n: usize) {
+        let ch = self.conn.create_channel().await.expect("channel");
+        ch.basic_qos(1, BasicQosOptions::default())
+            .await
+            .expect("qos");
+        let mut consumer = ch
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        for _ in 0..n {
+            let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+                .await
+                .expect("a message to reject within 10s")
+                .expect("consumer open")
+                .expect("delivery");
+            d.reject(BasicRejectOptions { requeue: false })
+                .await
+                .expect("reject");
+        }
+        ch.close(200, "done".into()).await.expect("close");
+    }
+
+    /// Message count of a queue (a passive declare on a throwaway channel).
+    pub async fn depth(&self, queue: &str) -> u32 {
+        let ch = self.conn.create_channel().await.expect("channel");
+        let q = ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("passive declare");
+        let _ = ch.close(200, "done".into()).await;
+        q.message_count()
+    }
+
+    /// Wait until a queue holds exactly `n` messages (dead-lettering is asynchronous).
+    pub async fn wait_depth(&self, queue: &str, n: u32) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let d = self.depth(queue).await;
+            if d == n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{queue} holds {d} messages, expected {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Take every message off a queue, in order (a no-ack consumer; the queue must be
+    /// still: its depth is read first).
+    pub async fn drain(&self, queue: &str) -> Vec<Seen> {
+        let n = self.depth(queue).await as usize;
+        let ch = self.conn.create_channel().await.expect("channel");
+        let mut consumer = ch
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+                .await
+                .expect("the next message within 10s")
+                .expect("consumer open")
+                .expect("delivery");
+            out.push(Seen {
+                message_id: d.properties.message_id().as_ref().map(|s| s.to_string()),
+                body: d.data,
+            });
+        }
+        let _ = ch.close(200, "done".into()).await;
+        assert_eq!(
+            self.depth(queue).await,
+            0,
+            "{queue} is not empty after the drain"
+        );
+        out
+    }
+
+    /// Delete every queue this lab made (the DLX goes with the DLQ's binding).
+    pub async fn cleanup(self) {
+        for q in &self.queues {
+            self.ch
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .expect("delete queue");
+        }
+        let _ = self.conn.close(200, "done".into()).await;
+    }
+}
