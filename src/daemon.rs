@@ -456,7 +456,9 @@ impl Daemon {
         let Delivery { tag, message, .. } = d;
         let now = now_ms();
         let ri = self.retry_interval.as_millis() as u64;
-        let examined = outgoing::examined_at(&message);
+        // A mark more than RETRYINT ahead of this clock is not believed (another host's
+        // clock, or garbage): it would otherwise put the next pass off until then.
+        let examined = outgoing::examined_at(&message).filter(|&e| e <= now.saturating_add(ri));
         if outgoing::pass_of(&message) == Some(pass.id) {
             // Handed back to the queue when the consumer channel closes.
             let due = examined.map_or(now + ri, |e| e.saturating_add(ri));

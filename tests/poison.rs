@@ -388,3 +388,84 @@ async fn headers_near_frame_max_do_not_wedge_the_handler() {
     assert_eq!(left[0].header("big"), Some(&text(&"x".repeat(n))));
     b.cleanup().await;
 }
+
+/// Regression: a dead letter carrying an `x-dlqd-examined` mark far in the future (a
+/// clock set wrong on another instance, or garbage written by some tool) made the pass
+/// end with its next due time in the far future; under WAIT(YES) the handler then slept
+/// until then and never handled new dead letters. A mark more than RETRYINT ahead is now
+/// ignored: the message is examined as if never seen, and new work goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_future_examined_mark_does_not_stall_the_handler() {
+    let mut b = Broker::shared().await;
+    let dlq = unique("poison.future.dlq");
+    let fwd = unique("poison.future.fwd");
+    b.queue(&dlq, FieldTable::default()).await;
+    b.queue(&fwd, FieldTable::default()).await;
+    let far = i64::MAX / 2;
+    b.publish(
+        &dlq,
+        b"from the future",
+        props("future").with_headers(table(vec![
+            ("x-dlqd-examined", AMQPValue::LongLongInt(far)),
+            ("x-first-death-reason", text("expired")),
+        ])),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules = dir.path().join("future.rules");
+    std::fs::write(
+        &rules,
+        format!(
+            "INPUTQ({dlq}) RETRYINT(1s) WAIT(YES)\n\
+             REASON(rejected) ACTION(FWD) FWDQ({fwd})\n\
+             ACTION(IGNORE)\n"
+        ),
+    )
+    .expect("rules file");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dlqd"))
+        .args(["run", "--rules"])
+        .arg(&rules)
+        .env("DLQD_URL", URL)
+        .env("NO_COLOR", "1")
+        .env_remove("DLQD_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr")).expect("log file"))
+        .spawn()
+        .expect("spawn dlqd");
+    // Let it take the future-marked message and come round, then send new work.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    b.publish(
+        &dlq,
+        b"late",
+        props("late").with_headers(table(vec![rejected()])),
+    )
+    .await;
+    let mut forwarded = Vec::new();
+    for _ in 0..100 {
+        forwarded.extend(b.drain(&fwd).await);
+        if !forwarded.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    let log = std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
+    assert_eq!(
+        forwarded.iter().map(Got::id).collect::<Vec<_>>(),
+        vec!["late"],
+        "new work was handled within 10 s: {}",
+        tail(&log, 4000)
+    );
+    assert!(status.success(), "{status}: {}", tail(&log, 4000));
+    let left = b.drain(&dlq).await;
+    assert_eq!(left.iter().map(Got::id).collect::<Vec<_>>(), vec!["future"]);
+    assert_eq!(left[0].body, b"from the future");
+    b.cleanup().await;
+}
