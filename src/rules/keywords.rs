@@ -106,9 +106,20 @@ pub fn mq_only_reason(name: &str) -> &'static str {
 
 /// The meaning of a keyword as written (any case), or `None` when unknown.
 pub fn lookup(name: &str) -> Option<Kw> {
+    // Upper-case into a small buffer (no keyword is longer than 11 characters) and
+    // compare with the names of that length only.
+    let mut buf = [0u8; 12];
+    let bytes = name.as_bytes();
+    if bytes.len() > buf.len() {
+        return None;
+    }
+    for (b, c) in buf.iter_mut().zip(bytes) {
+        *b = c.to_ascii_uppercase();
+    }
+    let upper = &buf[..bytes.len()];
     KEYWORDS
         .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .find(|(k, _)| k.len() == upper.len() && k.as_bytes() == upper)
         .map(|&(_, kw)| kw)
 }
 

@@ -146,8 +146,31 @@ struct Group {
     literal: HashMap<String, Vec<usize>>,
     /// By a literal prefix every value the key field's pattern matches must start with.
     prefix: HashMap<String, Vec<usize>>,
+    /// The lengths (in bytes) of the keys of `prefix`, sorted, without repeats.
+    prefix_lens: Vec<usize>,
     /// Everything else (no key field, or a pattern with no known prefix).
     other: Vec<usize>,
+}
+
+impl Group {
+    fn add_prefix(&mut self, prefix: String, i: usize) {
+        if let Err(at) = self.prefix_lens.binary_search(&prefix.len()) {
+            self.prefix_lens.insert(at, prefix.len());
+        }
+        self.prefix.entry(prefix).or_default().push(i);
+    }
+
+    /// Calls `f` for every rule filed under a prefix of `text`.
+    fn with_prefixes_of(&self, text: &str, f: &mut impl FnMut(usize)) {
+        for &len in &self.prefix_lens {
+            if len > text.len() {
+                break;
+            }
+            if let Some(v) = text.get(..len).and_then(|p| self.prefix.get(p)) {
+                v.iter().copied().for_each(&mut *f);
+            }
+        }
+    }
 }
 
 impl ShadowIndex {
@@ -173,10 +196,10 @@ impl ShadowIndex {
             Some(Pattern::Literal(t)) => g.literal.entry(t.clone()).or_default().push(i),
             Some(Pattern::Glob(t)) => {
                 let pre = &t[..t.find(['*', '?']).unwrap_or(t.len())];
-                g.prefix.entry(pre.to_string()).or_default().push(i)
+                g.add_prefix(pre.to_string(), i)
             }
             Some(Pattern::Regex(r)) => match regex_literal_prefix(r.as_str()) {
-                Some(pre) => g.prefix.entry(pre).or_default().push(i),
+                Some(pre) => g.add_prefix(pre, i),
                 None => g.other.push(i),
             },
             None => g.other.push(i),
@@ -203,19 +226,11 @@ impl ShadowIndex {
                     if let Some(v) = g.literal.get(t) {
                         v.iter().copied().for_each(&mut consider);
                     }
-                    for (end, _) in t.char_indices().chain([(t.len(), ' ')]) {
-                        if let Some(v) = g.prefix.get(&t[..end]) {
-                            v.iter().copied().for_each(&mut consider);
-                        }
-                    }
+                    g.with_prefixes_of(t, &mut consider);
                 }
                 Some(Pattern::Glob(t)) => {
                     let pre = &t[..t.find(['*', '?']).unwrap_or(t.len())];
-                    for (end, _) in pre.char_indices().chain([(pre.len(), ' ')]) {
-                        if let Some(v) = g.prefix.get(&pre[..end]) {
-                            v.iter().copied().for_each(&mut consider);
-                        }
-                    }
+                    g.with_prefixes_of(pre, &mut consider);
                 }
                 // A regex (or no key field): compare with the whole group.
                 _ => {

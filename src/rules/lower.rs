@@ -37,9 +37,31 @@ pub struct RuleSpans {
     pub fwdq: Option<Span>,
 }
 
+/// Where lowering puts its diagnostics, with a cache of compiled regexes (the same
+/// regex written on many rules is compiled once; `Regex` clones share the program).
+#[derive(Default)]
+struct Sink {
+    diags: Vec<Diagnostic>,
+    regexes: HashMap<String, Regex>,
+}
+
+impl std::ops::Deref for Sink {
+    type Target = Vec<Diagnostic>;
+    fn deref(&self) -> &Vec<Diagnostic> {
+        &self.diags
+    }
+}
+
+impl std::ops::DerefMut for Sink {
+    fn deref_mut(&mut self) -> &mut Vec<Diagnostic> {
+        &mut self.diags
+    }
+}
+
 /// Lower every entry. The first entry may be control data.
 pub fn lower(entries: &[Entry]) -> Lowered {
     let mut out = Lowered::default();
+    let mut sink = Sink::default();
     for (index, entry) in entries.iter().enumerate() {
         // runmqdlq's INPUTQM (MQ-only) is control data too: `INPUTQM(QM1)` alone is
         // a control entry, not a rule without an ACTION.
@@ -48,27 +70,28 @@ pub fn lower(entries: &[Entry]) -> Lowered {
                 .is_some_and(|k| k.class() == Class::Control || k == Kw::MqOnly("INPUTQM"))
         });
         if is_control {
-            lower_control(entry, index == 0, &mut out);
+            lower_control(entry, index == 0, &mut out, &mut sink);
         } else {
-            lower_rule(entry, &mut out);
+            lower_rule(entry, &mut out, &mut sink);
         }
     }
+    out.diagnostics = std::mem::take(&mut sink.diags);
     out
 }
 
-fn lower_control(entry: &Entry, first: bool, out: &mut Lowered) {
+fn lower_control(entry: &Entry, first: bool, out: &mut Lowered, sink: &mut Sink) {
     let mut seen: HashMap<Kw, Span> = HashMap::new();
     let mut control = Control::default();
     for item in &entry.items {
-        let Some(kw) = resolve(item, &mut out.diagnostics) else {
+        let Some(kw) = resolve(item, sink) else {
             continue;
         };
-        if !check_duplicate(kw, item, &mut seen, &mut out.diagnostics) {
+        if !check_duplicate(kw, item, &mut seen, sink) {
             continue;
         }
         match kw.class() {
             Class::Control if !first => {
-                out.diagnostics.push(
+                sink.push(
                     Diagnostic::error(
                         item.keyword_span,
                         format!(
@@ -84,11 +107,11 @@ fn lower_control(entry: &Entry, first: bool, out: &mut Lowered) {
             }
             Class::Control => {}
             Class::MqOnly => {
-                out.diagnostics.push(mq_only(kw, item));
+                sink.push(mq_only(kw, item));
                 continue;
             }
             Class::Pattern | Class::Action => {
-                out.diagnostics.push(
+                sink.push(
                     Diagnostic::error(
                         item.keyword_span,
                         format!(
@@ -111,7 +134,7 @@ fn lower_control(entry: &Entry, first: bool, out: &mut Lowered) {
             }
             Kw::RetryInt => match parse_duration(&value.text) {
                 Ok(d) => control.retry_interval = d,
-                Err(e) => out.diagnostics.push(bad_duration(kw, value, &e)),
+                Err(e) => sink.push(bad_duration(kw, value, &e)),
             },
             Kw::Wait => {
                 if value.text.eq_ignore_ascii_case("YES") {
@@ -121,7 +144,7 @@ fn lower_control(entry: &Entry, first: bool, out: &mut Lowered) {
                 } else {
                     match parse_duration(&value.text) {
                         Ok(d) => control.wait = Wait::For(d),
-                        Err(e) => out.diagnostics.push(
+                        Err(e) => sink.push(
                             Diagnostic::error(
                                 value.span,
                                 format!("bad value for WAIT: `{}`: {e}", value.text),
@@ -194,8 +217,8 @@ fn owner(kw: Kw) -> Option<ActionName> {
     }
 }
 
-fn lower_rule(entry: &Entry, out: &mut Lowered) {
-    let errors_before = count_errors(&out.diagnostics);
+fn lower_rule(entry: &Entry, out: &mut Lowered, sink: &mut Sink) {
+    let errors_before = count_errors(sink);
     let mut seen: HashMap<Kw, Span> = HashMap::new();
     let mut patterns = Patterns::default();
     let mut parts = ActionParts::default();
@@ -206,7 +229,7 @@ fn lower_rule(entry: &Entry, out: &mut Lowered) {
             .map_or(Span::new(entry.line, 1, 1), |i| i.keyword_span),
         ..RuleSpans::default()
     };
-    let diags = &mut out.diagnostics;
+    let diags = &mut *sink;
     for item in &entry.items {
         let Some(kw) = resolve(item, diags) else {
             continue;
@@ -331,7 +354,7 @@ fn lower_rule(entry: &Entry, out: &mut Lowered) {
     }
     let action = assemble(&parts, &seen, &spans, diags);
     // Rules with errors still count for positions, but the table is discarded anyway.
-    let ok = count_errors(&out.diagnostics) == errors_before;
+    let ok = count_errors(sink) == errors_before;
     if let (Some(action), true) = (action, ok) {
         out.table.rules.push(Rule {
             line: entry.line,
@@ -351,7 +374,7 @@ fn assemble(
     parts: &ActionParts,
     seen: &HashMap<Kw, Span>,
     spans: &RuleSpans,
-    diags: &mut Vec<Diagnostic>,
+    diags: &mut Sink,
 ) -> Option<Action> {
     let Some((action, action_span)) = parts.action else {
         if !seen.contains_key(&Kw::Action) {
@@ -450,7 +473,7 @@ fn assemble(
 }
 
 /// Resolve an item's keyword, reporting an unknown one with a suggestion.
-fn resolve(item: &Item, diags: &mut Vec<Diagnostic>) -> Option<Kw> {
+fn resolve(item: &Item, diags: &mut Sink) -> Option<Kw> {
     let kw = keywords::lookup(&item.keyword);
     if kw.is_none() {
         let mut d = Diagnostic::error(
@@ -466,12 +489,7 @@ fn resolve(item: &Item, diags: &mut Vec<Diagnostic>) -> Option<Kw> {
 }
 
 /// False (and an error) when the keyword was already given in this entry.
-fn check_duplicate(
-    kw: Kw,
-    item: &Item,
-    seen: &mut HashMap<Kw, Span>,
-    diags: &mut Vec<Diagnostic>,
-) -> bool {
+fn check_duplicate(kw: Kw, item: &Item, seen: &mut HashMap<Kw, Span>, diags: &mut Sink) -> bool {
     if kw == Kw::Hdr {
         return true;
     }
@@ -507,7 +525,7 @@ fn mq_only(kw: Kw, item: &Item) -> Diagnostic {
 }
 
 /// A warning when an MQ constant is used where AMQP has free text.
-fn mq_constant_hint(item: &Item, value: &Value, hint: &str, diags: &mut Vec<Diagnostic>) {
+fn mq_constant_hint(item: &Item, value: &Value, hint: &str, diags: &mut Sink) {
     let t = &value.text;
     if value.kind != ValueKind::Regex
         && t.len() > 2
@@ -538,7 +556,7 @@ fn sub_span(entry: &Entry, value: &Value, start: usize, end: usize) -> Span {
     }
 }
 
-fn pattern(entry: &Entry, kw: Kw, value: &Value, diags: &mut Vec<Diagnostic>) -> Option<Pattern> {
+fn pattern(entry: &Entry, kw: Kw, value: &Value, diags: &mut Sink) -> Option<Pattern> {
     pattern_at(entry, kw, value, &value.text, 0, diags)
 }
 
@@ -549,7 +567,7 @@ fn pattern_at(
     value: &Value,
     text: &str,
     at: usize,
-    diags: &mut Vec<Diagnostic>,
+    diags: &mut Sink,
 ) -> Option<Pattern> {
     let is_regex = value.kind == ValueKind::Regex
         && text.len() >= 2
@@ -570,50 +588,52 @@ fn pattern_at(
         return None;
     }
     let inner_at = at + 1;
-    if let Err(e) = regex_syntax::Parser::new().parse(inner) {
-        let (msg, span) = match &e {
-            regex_syntax::Error::Parse(p) => (p.kind().to_string(), Some(*p.span())),
-            regex_syntax::Error::Translate(t) => (t.kind().to_string(), Some(*t.span())),
-            _ => (e.to_string(), None),
-        };
-        let where_ = match span {
-            Some(s) => sub_span(
-                entry,
-                value,
-                inner_at + s.start.offset,
-                inner_at + s.end.offset.max(s.start.offset + 1),
-            ),
-            None => sub_span(entry, value, at, at + text.len()),
-        };
-        diags.push(Diagnostic::error(
-            where_,
-            format!("bad regular expression in {}: {msg}", kw.name()),
-        ));
-        return None;
+    // Compile first; only a pattern that fails is parsed again to find the position.
+    if let Some(r) = diags.regexes.get(inner) {
+        return Some(Pattern::Regex(r.clone()));
     }
-    match Regex::new(inner) {
-        Ok(r) => Some(Pattern::Regex(r)),
+    let error = match Regex::new(inner) {
+        Ok(r) => {
+            diags.regexes.insert(inner.to_string(), r.clone());
+            return Some(Pattern::Regex(r));
+        }
+        Err(e) => e,
+    };
+    let (msg, where_) = match regex_syntax::Parser::new().parse(inner) {
         Err(e) => {
-            let msg = match &e {
+            let (msg, span) = match &e {
+                regex_syntax::Error::Parse(p) => (p.kind().to_string(), Some(*p.span())),
+                regex_syntax::Error::Translate(t) => (t.kind().to_string(), Some(*t.span())),
+                _ => (e.to_string(), None),
+            };
+            let where_ = match span {
+                Some(s) => sub_span(
+                    entry,
+                    value,
+                    inner_at + s.start.offset,
+                    inner_at + s.end.offset.max(s.start.offset + 1),
+                ),
+                None => sub_span(entry, value, at, at + text.len()),
+            };
+            (msg, where_)
+        }
+        Ok(_) => {
+            let msg = match &error {
                 regex::Error::CompiledTooBig(_) => "it compiles to too large a program".to_string(),
                 other => other.to_string().lines().last().unwrap_or("").to_string(),
             };
-            diags.push(Diagnostic::error(
-                sub_span(entry, value, at, at + text.len()),
-                format!("bad regular expression in {}: {msg}", kw.name()),
-            ));
-            None
+            (msg, sub_span(entry, value, at, at + text.len()))
         }
-    }
+    };
+    diags.push(Diagnostic::error(
+        where_,
+        format!("bad regular expression in {}: {msg}", kw.name()),
+    ));
+    None
 }
 
 /// `REASON`, translating runmqdlq's reason constants.
-fn reason(
-    entry: &Entry,
-    item: &Item,
-    value: &Value,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<Pattern> {
+fn reason(entry: &Entry, item: &Item, value: &Value, diags: &mut Sink) -> Option<Pattern> {
     if value.kind != ValueKind::Regex {
         let upper = value.text.to_ascii_uppercase();
         match upper.as_str() {
@@ -656,7 +676,7 @@ fn reason(
     pattern(entry, Kw::Reason, value, diags)
 }
 
-fn persist(value: &Value, diags: &mut Vec<Diagnostic>) -> Option<bool> {
+fn persist(value: &Value, diags: &mut Sink) -> Option<bool> {
     let t = value.text.to_ascii_uppercase();
     match t.as_str() {
         "YES" | "MQPER_PERSISTENT" => Some(true),
@@ -674,7 +694,7 @@ fn persist(value: &Value, diags: &mut Vec<Diagnostic>) -> Option<bool> {
     }
 }
 
-fn yes_no(kw: Kw, value: &Value, diags: &mut Vec<Diagnostic>) -> Option<bool> {
+fn yes_no(kw: Kw, value: &Value, diags: &mut Sink) -> Option<bool> {
     if value.text.eq_ignore_ascii_case("YES") {
         Some(true)
     } else if value.text.eq_ignore_ascii_case("NO") {
@@ -692,11 +712,7 @@ fn yes_no(kw: Kw, value: &Value, diags: &mut Vec<Diagnostic>) -> Option<bool> {
 }
 
 /// `HDR(name=pattern)`.
-fn header_pattern(
-    entry: &Entry,
-    value: &Value,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<(String, Pattern)> {
+fn header_pattern(entry: &Entry, value: &Value, diags: &mut Sink) -> Option<(String, Pattern)> {
     let Some(eq) = value.text.find('=') else {
         diags.push(
             Diagnostic::error(value.span, format!("HDR({}) has no `=`", value.text))
@@ -727,7 +743,7 @@ fn header_pattern(
 }
 
 /// `SIZE(>N)` / `SIZE(<N)` with an optional `KiB`/`MiB`/`GiB` unit.
-fn size(value: &Value, diags: &mut Vec<Diagnostic>) -> Option<SizeBound> {
+fn size(value: &Value, diags: &mut Sink) -> Option<SizeBound> {
     let t = value.text.trim();
     let (greater, rest) = if let Some(r) = t.strip_prefix('>') {
         (true, r.trim())
@@ -779,7 +795,7 @@ fn size(value: &Value, diags: &mut Vec<Diagnostic>) -> Option<SizeBound> {
 }
 
 /// `DELAY(d)` or `DELAY(d1,d2,...)`.
-fn delay_list(entry: &Entry, value: &Value, diags: &mut Vec<Diagnostic>) -> Option<Vec<Duration>> {
+fn delay_list(entry: &Entry, value: &Value, diags: &mut Sink) -> Option<Vec<Duration>> {
     let mut steps = Vec::new();
     let mut ok = true;
     let mut at = 0usize;
@@ -813,7 +829,7 @@ fn delay_list(entry: &Entry, value: &Value, diags: &mut Vec<Diagnostic>) -> Opti
 }
 
 /// A target name with `&DESTQ`-style substitutions.
-fn template(entry: &Entry, kw: Kw, value: &Value, diags: &mut Vec<Diagnostic>) -> Option<Template> {
+fn template(entry: &Entry, kw: Kw, value: &Value, diags: &mut Sink) -> Option<Template> {
     const VARS: &[(&str, Var)] = &[
         ("DESTQ", Var::DestQ),
         ("DESTEX", Var::DestEx),
