@@ -93,7 +93,7 @@ mod tests {
             ..Properties::default()
         };
         // table: 4 + (1+3+1+4+10) + (1+1+1+8) + (1+1+1+4+(1+4)+(1+0))
-        let table = 4 + 19 + 11 + 14;
+        let table = 4 + 19 + 11 + 13;
         assert_eq!(properties_len(&p), 2 + 5 + 1 + table);
     }
 
