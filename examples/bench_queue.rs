@@ -10,10 +10,14 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 async fn count(ch: &lapin::Channel, q: &str) -> u32 {
-    ch.queue_declare(q.into(), QueueDeclareOptions::durable(), FieldTable::default())
-        .await
-        .expect("declare")
-        .message_count()
+    ch.queue_declare(
+        q.into(),
+        QueueDeclareOptions::durable(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare")
+    .message_count()
 }
 
 #[tokio::main]
@@ -31,7 +35,9 @@ async fn main() {
             let n: usize = args[2].parse().expect("N");
             let size: usize = args[3].parse().expect("SIZE");
             count(&ch, q).await;
-            ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
+            ch.confirm_select(ConfirmSelectOptions::default())
+                .await
+                .expect("confirms");
             let body = vec![b'x'; size];
             let mut pending = std::collections::VecDeque::new();
             for i in 0..n {
@@ -39,12 +45,22 @@ async fn main() {
                     .with_delivery_mode(2)
                     .with_message_id(i.to_string().into());
                 let c = ch
-                    .basic_publish("".into(), q.as_str().into(), BasicPublishOptions::default(), &body, props)
+                    .basic_publish(
+                        "".into(),
+                        q.as_str().into(),
+                        BasicPublishOptions::default(),
+                        &body,
+                        props,
+                    )
                     .await
                     .expect("publish");
                 pending.push_back(c);
                 if pending.len() >= 2000 {
-                    pending.pop_front().expect("pending").await.expect("confirm");
+                    pending
+                        .pop_front()
+                        .expect("pending")
+                        .await
+                        .expect("confirm");
                 }
             }
             for c in pending {
@@ -63,11 +79,15 @@ async fn main() {
         }
         Some("delete") => {
             for q in &args[1..] {
-                let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+                let _ = ch
+                    .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                    .await;
             }
         }
         _ => {
-            eprintln!("usage: bench_queue fill QUEUE N SIZE | count QUEUE | wait QUEUE N | delete QUEUE...");
+            eprintln!(
+                "usage: bench_queue fill QUEUE N SIZE | count QUEUE | wait QUEUE N | delete QUEUE..."
+            );
             std::process::exit(2);
         }
     }

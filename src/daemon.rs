@@ -401,6 +401,22 @@ impl Daemon {
                     break Ok(());
                 }
             }
+            // Whatever else is already confirmed, before one ack for the lot.
+            let mut failed = None;
+            while let Some(Some((tag, result))) =
+                futures_lite::future::poll_once(futures.next()).await
+            {
+                if let Err(e) = self
+                    .completed(session, &mut pass, &mut futures, tag, result)
+                    .await
+                {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            if let Some(e) = failed {
+                break Err(e);
+            }
             if let Err(e) = ack_done(&consumer, &mut pass).await {
                 break Err(e);
             }

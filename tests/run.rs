@@ -450,10 +450,14 @@ async fn sighup_reloads_the_rules_and_an_invalid_file_keeps_the_old_ones() {
     let target = unique("target");
     b.work_queue(&work, &dlq, Way::Reject).await;
     b.queue(&target, &[]).await;
-    b.dead_letter(&work, &dlq, Way::Reject, &msgs(&[("1", "x"), ("2", "x")])).await;
+    b.dead_letter(&work, &dlq, Way::Reject, &msgs(&[("1", "x"), ("2", "x")]))
+        .await;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let rules = rules_file(dir.path(), &format!("INPUTQ({dlq}) RETRYINT(1s)\nACTION(IGNORE)\n"));
+    let rules = rules_file(
+        dir.path(),
+        &format!("INPUTQ({dlq}) RETRYINT(1s)\nACTION(IGNORE)\n"),
+    );
     let mut d = start_dlqd(dir.path(), &["--rules", rules.to_str().unwrap()]);
     let deadline = std::time::Instant::now() + T;
     while !d.stderr().contains("action=\"leave\"") && !d.stderr().contains("action=leave") {
@@ -469,11 +473,19 @@ async fn sighup_reloads_the_rules_and_an_invalid_file_keeps_the_old_ones() {
     // Still running the old table: the messages stay on the DLQ.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(b.count(&target).await, 0);
-    std::fs::write(&rules, format!("INPUTQ({dlq}) RETRYINT(1s)\nACTION(FWD) FWDQ({target})\n")).expect("write");
+    std::fs::write(
+        &rules,
+        format!("INPUTQ({dlq}) RETRYINT(1s)\nACTION(FWD) FWDQ({target})\n"),
+    )
+    .expect("write");
     d.signal("HUP");
     b.wait_count(&target, 2, T).await;
     d.signal("TERM");
-    assert!(d.wait(Duration::from_secs(10)).await.success(), "{}", d.stderr());
+    assert!(
+        d.wait(Duration::from_secs(10)).await.success(),
+        "{}",
+        d.stderr()
+    );
     assert_eq!(bodies(&b.drain(&target).await), vec!["body-1", "body-2"]);
     assert_eq!(b.count(&dlq).await, 0);
 }
@@ -494,7 +506,10 @@ async fn a_cut_connection_is_reopened_and_nothing_is_lost() {
 
     let proxy = Proxy::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let rules = rules_file(dir.path(), &format!("INPUTQ({dlq})\nACTION(FWD) FWDQ({target})\n"));
+    let rules = rules_file(
+        dir.path(),
+        &format!("INPUTQ({dlq})\nACTION(FWD) FWDQ({target})\n"),
+    );
     let mut d = start_dlqd_at(
         dir.path(),
         &proxy.url(),
@@ -514,9 +529,17 @@ async fn a_cut_connection_is_reopened_and_nothing_is_lost() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     d.signal("TERM");
-    assert!(d.wait(Duration::from_secs(10)).await.success(), "{}", d.stderr());
+    assert!(
+        d.wait(Duration::from_secs(10)).await.success(),
+        "{}",
+        d.stderr()
+    );
     assert!(d.stderr().contains("reconnecting"), "{}", d.stderr());
     let moved = tally(&b.drain(&target).await);
-    assert_eq!(moved.len(), n as usize, "every message arrived (duplicates allowed)");
+    assert_eq!(
+        moved.len(),
+        n as usize,
+        "every message arrived (duplicates allowed)"
+    );
     assert_eq!(b.count(&dlq).await, 0);
 }

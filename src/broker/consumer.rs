@@ -81,11 +81,16 @@ impl DlqConsumer {
     }
 
     /// Acknowledge every delivery up to and including `tag`.
+    /// The ack frame is queued (in order) on the first poll; its write is not awaited,
+    /// so a lost connection shows up on the consumer instead.
     pub async fn ack_upto(&self, tag: u64) -> Result<(), BrokerError> {
-        self.channel
-            .basic_ack(tag, BasicAckOptions { multiple: true })
-            .await
-            .map_err(|e| BrokerError::amqp("ack failed", &e))
+        let ack = self
+            .channel
+            .basic_ack(tag, BasicAckOptions { multiple: true });
+        match futures_lite::future::poll_once(ack).await {
+            Some(Err(e)) => Err(BrokerError::amqp("ack failed", &e)),
+            Some(Ok(())) | None => Ok(()),
+        }
     }
 
     /// Acknowledge the one delivery `tag` (used above a delivery held unacknowledged).

@@ -29,6 +29,22 @@ async fn open(conn: &Connection) -> Result<Channel, lapin::Error> {
     Ok(channel)
 }
 
+/// What the broker said about one publish.
+async fn confirmed(confirm: lapin::PublisherConfirm) -> Result<(), ActionFailure> {
+    match confirm.await {
+        Ok(Confirmation::Ack(None)) => Ok(()),
+        Ok(Confirmation::Ack(Some(returned))) => Err(ActionFailure::new(format!(
+            "returned by the broker: {} {}",
+            returned.reply_code, returned.reply_text
+        ))),
+        Ok(Confirmation::Nack(_)) => Err(ActionFailure::new("nacked by the broker".to_string())),
+        Ok(Confirmation::NotRequested) => Err(ActionFailure::new(
+            "the broker did not confirm the publish".to_string(),
+        )),
+        Err(e) => Err(ActionFailure::new(format!("channel closed: {e}"))),
+    }
+}
+
 fn failed(reason: String) -> Confirm {
     Box::pin(async move { Err(ActionFailure::new(reason)) })
 }
@@ -74,28 +90,22 @@ impl Publisher {
             mandatory: true,
             ..BasicPublishOptions::default()
         };
-        match self
-            .channel
-            .basic_publish(ex, rk, options, &message.body, props)
-            .await
-        {
-            Ok(confirm) => Box::pin(async move {
-                match confirm.await {
-                    Ok(Confirmation::Ack(None)) => Ok(()),
-                    Ok(Confirmation::Ack(Some(returned))) => Err(ActionFailure::new(format!(
-                        "returned by the broker: {} {}",
-                        returned.reply_code, returned.reply_text
-                    ))),
-                    Ok(Confirmation::Nack(_)) => {
-                        Err(ActionFailure::new("nacked by the broker".to_string()))
-                    }
-                    Ok(Confirmation::NotRequested) => Err(ActionFailure::new(
-                        "the broker did not confirm the publish".to_string(),
-                    )),
-                    Err(e) => Err(ActionFailure::new(format!("channel closed: {e}"))),
+        // The first poll of basic_publish queues the frames and numbers the confirm, in
+        // call order; what is left (the socket write, the confirm) is awaited later, so
+        // that many publishes are in flight without a thread round trip each.
+        let channel = self.channel.clone();
+        let body = message.body.clone();
+        let mut send =
+            Box::pin(async move { channel.basic_publish(ex, rk, options, &body, props).await });
+        match futures_lite::future::poll_once(&mut send).await {
+            Some(Err(e)) => failed(format!("publish refused: {e}")),
+            Some(Ok(confirm)) => Box::pin(confirmed(confirm)),
+            None => Box::pin(async move {
+                match send.await {
+                    Ok(confirm) => confirmed(confirm).await,
+                    Err(e) => Err(ActionFailure::new(format!("publish refused: {e}"))),
                 }
             }),
-            Err(e) => failed(format!("publish refused: {e}")),
         }
     }
 

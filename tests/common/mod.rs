@@ -620,7 +620,10 @@ impl Proxy {
 /// Start `dlqd run ARGS...` against another broker URL (e.g. a [`Proxy`]).
 pub fn start_dlqd_at(dir: &Path, url: &str, run_args: &[&str]) -> Dlqd {
     static N: AtomicU64 = AtomicU64::new(0);
-    let stderr = dir.join(format!("dlqd-at-{}.stderr", N.fetch_add(1, Ordering::Relaxed)));
+    let stderr = dir.join(format!(
+        "dlqd-at-{}.stderr",
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
     let file = std::fs::File::create(&stderr).expect("stderr file");
     let child = Command::new(env!("CARGO_BIN_EXE_dlqd"))
         .arg("run")
