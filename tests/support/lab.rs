@@ -1,0 +1,454 @@
+//! A broker-side workbench for fault tests: a connection that comes back after a broker
+//! crash, durable queues under unique names (deleted afterwards), persistent messages
+//! carrying unique ids, dead letters made the real ways in bulk (reject, TTL expiry,
+//! max-length overflow), and counting/draining queues by message id.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_lite::StreamExt;
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+
+/// The shared broker of the other integration tests.
+pub const SHARED_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// A name no other test (or test run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "dlqd-faults.{prefix}.{}.{nanos:x}.{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// How a work queue dead-letters what is put in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Way {
+    /// A consumer rejects it (requeue=false): `rejected`.
+    Reject,
+    /// The queue's `x-message-ttl` is 0: `expired`.
+    Expire,
+    /// The queue holds one message; the next pushes it out: `maxlen`.
+    Overflow,
+}
+
+pub const WAYS: [Way; 3] = [Way::Reject, Way::Expire, Way::Overflow];
+
+pub fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s))
+}
+
+pub fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in pairs {
+        t.insert(ShortString::from(*k), v.clone());
+    }
+    t
+}
+
+/// Persistent properties with a message id and an `act` header (what the rules match).
+pub fn props(id: &str, act: &str) -> BasicProperties {
+    BasicProperties::default()
+        .with_message_id(id.into())
+        .with_delivery_mode(2)
+        .with_headers(table(&[("act", text(act))]))
+}
+
+/// One message read back.
+#[derive(Debug, Clone)]
+pub struct Got {
+    pub id: String,
+    pub properties: BasicProperties,
+}
+
+impl Got {
+    pub fn header_i64(&self, name: &str) -> Option<i64> {
+        match self.properties.headers().as_ref()?.inner().get(name)? {
+            AMQPValue::LongLongInt(v) => Some(*v),
+            AMQPValue::LongInt(v) => Some(i64::from(*v)),
+            AMQPValue::ShortInt(v) => Some(i64::from(*v)),
+            AMQPValue::ShortShortInt(v) => Some(i64::from(*v)),
+            AMQPValue::ShortShortUInt(v) => Some(i64::from(*v)),
+            AMQPValue::ShortUInt(v) => Some(i64::from(*v)),
+            AMQPValue::LongUInt(v) => Some(i64::from(*v)),
+            _ => None,
+        }
+    }
+}
+
+/// A connection to one broker and the queues and exchanges made through it.
+pub struct Lab {
+    url: String,
+    conn: Option<Connection>,
+    ch: Option<Channel>,
+    queues: Vec<String>,
+    exchanges: Vec<String>,
+}
+
+impl Lab {
+    /// Connect (waiting up to two minutes, e.g. for a restarting node), or fail saying
+    /// how to start a broker.
+    pub async fn connect(url: &str) -> Lab {
+        let mut lab = Lab {
+            url: url.to_string(),
+            conn: None,
+            ch: None,
+            queues: Vec::new(),
+            exchanges: Vec::new(),
+        };
+        lab.channel().await;
+        lab
+    }
+
+    /// The lab's confirm-mode channel, reconnecting when the broker went away.
+    pub async fn channel(&mut self) -> Channel {
+        if let Some(ch) = &self.ch
+            && ch.status().connected()
+        {
+            return ch.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            match Connection::connect(&self.url, ConnectionProperties::default()).await {
+                Ok(conn) => {
+                    if let Ok(ch) = conn.create_channel().await
+                        && ch
+                            .confirm_select(ConfirmSelectOptions::default())
+                            .await
+                            .is_ok()
+                    {
+                        self.conn = Some(conn);
+                        self.ch = Some(ch.clone());
+                        return ch;
+                    }
+                }
+                Err(e) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "no RabbitMQ at {} ({e}); for the shared node start one with \
+                         `rabbitmq-server -detached` (then `rabbitmqctl await_startup`)",
+                        self.url
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// A fresh channel. lapin may report a channel's earlier failure (a passive declare
+    /// of a missing queue) on the next `create_channel`: try again, then reconnect.
+    async fn throwaway(&mut self) -> Channel {
+        for attempt in 0..5 {
+            self.channel().await;
+            let conn = self.conn.as_ref().expect("connected");
+            match conn.create_channel().await {
+                Ok(ch) => return ch,
+                Err(_) if attempt < 2 => continue,
+                Err(_) => self.ch = None,
+            }
+        }
+        panic!("cannot open a channel to {}", self.url)
+    }
+
+    /// A durable queue with these arguments, deleted by [`Lab::cleanup`].
+    pub async fn queue(&mut self, name: &str, args: &[(&str, AMQPValue)]) {
+        let ch = self.channel().await;
+        ch.queue_declare(name.into(), QueueDeclareOptions::durable(), table(args))
+            .await
+            .unwrap_or_else(|e| panic!("declare {name}: {e}"));
+        self.queues.push(name.to_string());
+    }
+
+    /// Delete `name` at cleanup too (a queue dlqd declares, such as a delay queue).
+    pub fn adopt(&mut self, name: &str) {
+        self.queues.push(name.to_string());
+    }
+
+    /// A durable topic exchange with `queue` bound to it by `#`.
+    pub async fn topic_to(&mut self, exchange: &str, queue: &str) {
+        let ch = self.channel().await;
+        ch.exchange_declare(
+            exchange.into(),
+            lapin::ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare exchange");
+        self.exchanges.push(exchange.to_string());
+        ch.queue_bind(
+            queue.into(),
+            exchange.into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+    }
+
+    /// A work queue that dead-letters `way` into `dlq` (through the default exchange).
+    pub async fn work_queue(&mut self, name: &str, dlq: &str, way: Way) {
+        let mut args = vec![
+            ("x-dead-letter-exchange", text("")),
+            ("x-dead-letter-routing-key", text(dlq)),
+        ];
+        match way {
+            Way::Reject => {}
+            Way::Expire => args.push(("x-message-ttl", AMQPValue::LongLongInt(0))),
+            Way::Overflow => args.push(("x-max-length", AMQPValue::LongLongInt(1))),
+        }
+        self.queue(name, &args).await;
+    }
+
+    /// Publish persistent messages to queues through the default exchange, pipelined,
+    /// every one confirmed (and routed).
+    pub async fn publish_all(&mut self, messages: &[(String, BasicProperties)]) {
+        let ch = self.channel().await;
+        for chunk in messages.chunks(500) {
+            let mut confirms = Vec::with_capacity(chunk.len());
+            for (queue, p) in chunk {
+                let body = p
+                    .message_id()
+                    .as_ref()
+                    .map(|s| s.as_str().as_bytes().to_vec())
+                    .unwrap_or_default();
+                let c = ch
+                    .basic_publish(
+                        "".into(),
+                        queue.as_str().into(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..BasicPublishOptions::default()
+                        },
+                        &body,
+                        p.clone(),
+                    )
+                    .await
+                    .expect("publish");
+                confirms.push((queue, c));
+            }
+            for (queue, c) in confirms {
+                let got = c.await.expect("confirm");
+                assert_eq!(got, Confirmation::Ack(None), "publish to {queue}");
+            }
+        }
+    }
+
+    /// Reject (requeue=false) the next `n` messages of `queue`.
+    pub async fn reject(&mut self, queue: &str, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let ch = self.throwaway().await;
+        ch.basic_qos(500, BasicQosOptions::default())
+            .await
+            .expect("qos");
+        let mut consumer = ch
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        for _ in 0..n {
+            let d = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+                .await
+                .unwrap_or_else(|_| panic!("nothing more to reject on {queue}"))
+                .expect("consumer ended")
+                .expect("delivery");
+            d.nack(BasicNackOptions {
+                multiple: false,
+                requeue: false,
+            })
+            .await
+            .expect("reject");
+        }
+        let _ = ch.close(200, "done".into()).await;
+    }
+
+    /// A consumer that rejects (requeue=false) everything that arrives on `queue`, until
+    /// the queue is deleted; how many it rejected.
+    pub async fn rejector(&mut self, queue: &str) -> std::sync::Arc<AtomicU64> {
+        let ch = self.throwaway().await;
+        ch.basic_qos(50, BasicQosOptions::default())
+            .await
+            .expect("qos");
+        let mut consumer = ch
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        let n = std::sync::Arc::new(AtomicU64::new(0));
+        let counter = n.clone();
+        tokio::spawn(async move {
+            let _keep = ch;
+            while let Some(Ok(d)) = consumer.next().await {
+                let _ = d
+                    .nack(BasicNackOptions {
+                        multiple: false,
+                        requeue: false,
+                    })
+                    .await;
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        n
+    }
+
+    /// Ready messages in `queue`; `None` when it does not exist.
+    pub async fn count(&mut self, queue: &str) -> Option<u32> {
+        let ch = self.throwaway().await;
+        let r = ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        match r {
+            Ok(q) => {
+                let _ = ch.close(200, "done".into()).await;
+                Some(q.message_count())
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Wait until `queue` holds exactly `n` ready messages.
+    pub async fn wait_count(&mut self, queue: &str, n: u32, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let c = self.count(queue).await.unwrap_or(0);
+            if c == n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{queue} holds {c} messages, expected {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Take every message off `queue` (a missing queue is empty).
+    pub async fn drain(&mut self, queue: &str) -> Vec<Got> {
+        let mut out = Vec::new();
+        if self.count(queue).await.is_none() {
+            return out;
+        }
+        let ch = self.throwaway().await;
+        while let Some(m) = ch
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get")
+        {
+            let properties = m.delivery.properties;
+            let id = properties
+                .message_id()
+                .as_ref()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default();
+            out.push(Got { id, properties });
+        }
+        let _ = ch.close(200, "done".into()).await;
+        out
+    }
+
+    /// Delete every queue and exchange made (or adopted) here.
+    pub async fn cleanup(&mut self) {
+        let queues = std::mem::take(&mut self.queues);
+        let exchanges = std::mem::take(&mut self.exchanges);
+        for q in queues {
+            let ch = self.throwaway().await;
+            let _ = ch
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await;
+            let _ = ch.close(200, "done".into()).await;
+        }
+        for e in exchanges {
+            let ch = self.throwaway().await;
+            let _ = ch
+                .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
+                .await;
+            let _ = ch.close(200, "done".into()).await;
+        }
+    }
+}
+
+impl Drop for Lab {
+    /// Delete what is left (a test that failed before its cleanup), on a thread of its own.
+    fn drop(&mut self) {
+        if self.queues.is_empty() && self.exchanges.is_empty() {
+            return;
+        }
+        let url = self.url.clone();
+        let queues = std::mem::take(&mut self.queues);
+        let exchanges = std::mem::take(&mut self.exchanges);
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(Ok(conn)) = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    Connection::connect(&url, ConnectionProperties::default()),
+                )
+                .await
+                else {
+                    return;
+                };
+                for q in queues {
+                    if let Ok(ch) = conn.create_channel().await {
+                        let _ = ch
+                            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                            .await;
+                        let _ = ch.close(200, "done".into()).await;
+                    }
+                }
+                for e in exchanges {
+                    if let Ok(ch) = conn.create_channel().await {
+                        let _ = ch
+                            .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
+                            .await;
+                        let _ = ch.close(200, "done".into()).await;
+                    }
+                }
+                let _ = conn.close(200, "done".into()).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// How many copies of each id.
+pub fn tally<'a>(ids: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for id in ids {
+        *m.entry(id.to_string()).or_insert(0) += 1;
+    }
+    m
+}
