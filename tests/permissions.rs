@@ -1,23 +1,23 @@
-//! Nobody let in, on a private RabbitMQ node (tests/common_private): a dlqd user that may
+//! Nobody let in, on a private RabbitMQ node (tests/support/private_node.rs): a dlqd user that may
 //! read the DLQ but not write to the forward target's exchange, and a user with no access
 //! to the vhost at all. The message stays on the DLQ, the log gives the broker's reason
 //! (ACCESS_REFUSED), and the distinctive password appears in no log line or error.
 
-mod common_private;
 mod hardening_common;
+mod support;
 
 use std::time::Duration;
 
-use common_private::PrivateNode;
 use hardening_common::*;
 use lapin::types::FieldTable;
+use support::private_node::PrivateNode;
 
 /// A password no log should ever show, with a character that URLs percent-encode.
 const PASSWORD: &str = "Zq9-perm-S3CRET";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_forward_stays_on_the_dlq_and_says_access_refused() {
-    let node = PrivateNode::start("");
+    let node = PrivateNode::start();
     node.ctl(&["add_user", "dlqd", PASSWORD]);
     // May consume "dlq" and publish through the default exchange (the DLQ copies it
     // leaves), but not publish to the "target" exchange; may configure nothing.
@@ -32,7 +32,7 @@ async fn a_refused_forward_stays_on_the_dlq_and_says_access_refused() {
     ]);
     node.ctl(&["add_user", "nobody", PASSWORD]);
 
-    let admin_url = node.url("guest", "guest");
+    let admin_url = node.url();
     let mut b = Broker::connect(&admin_url).await.expect("admin connection");
     b.queue("dlq", FieldTable::default()).await;
     b.queue("parked", FieldTable::default()).await;
@@ -62,7 +62,7 @@ async fn a_refused_forward_stays_on_the_dlq_and_says_access_refused() {
         for id in &ids {
             b.publish("dlq", id.as_bytes(), props(id)).await;
         }
-        let url = node.url("dlqd", PASSWORD);
+        let url = user_url(&node, "dlqd");
         let out = tokio::task::spawn_blocking(move || {
             dlqd(
                 &[
@@ -113,7 +113,7 @@ async fn a_refused_forward_stays_on_the_dlq_and_says_access_refused() {
     }
 
     // No access to the vhost at all: the connection is refused; the password stays out.
-    let url = node.url("nobody", PASSWORD);
+    let url = user_url(&node, "nobody");
     let out = tokio::task::spawn_blocking(move || {
         dlqd_for(
             &[
@@ -137,4 +137,9 @@ async fn a_refused_forward_stays_on_the_dlq_and_says_access_refused() {
     );
     assert!(!log.contains(PASSWORD), "password in the log: {log}");
     b.cleanup().await;
+}
+
+/// `amqp://USER:PASSWORD@127.0.0.1:<port>/%2f` on the private node.
+fn user_url(node: &PrivateNode, user: &str) -> String {
+    format!("amqp://{user}:{PASSWORD}@127.0.0.1:{}/%2f", node.port)
 }

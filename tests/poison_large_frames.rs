@@ -4,19 +4,19 @@
 //! frame_max: dlqd negotiates it, reads the message, decides it on its reason header,
 //! and forwards it intact, with the messages around it.
 
-mod common_private;
 mod hardening_common;
+mod support;
 
 use std::time::Duration;
 
-use common_private::PrivateNode;
 use hardening_common::*;
 use lapin::types::FieldTable;
+use support::private_node::PrivateNode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_1_mib_header_value_is_forwarded_intact() {
-    let node = PrivateNode::start("frame_max = 4194304\n");
-    let url = node.url("guest", "guest");
+    let node = PrivateNode::start_with_conf("frame_max = 4194304\n");
+    let url = node.url();
     let mut b = Broker::connect(&url)
         .await
         .expect("connect to the private node");

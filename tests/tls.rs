@@ -4,16 +4,16 @@
 //! test CA through DLQD_TLS_CA_FILE and presents its certificate through
 //! DLQD_TLS_CERT_FILE/DLQD_TLS_KEY_FILE; without the CA it refuses the server.
 
-mod common_private;
 mod hardening_common;
+mod support;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common_private::{PrivateNode, free_port};
 use hardening_common::*;
 use lapin::types::FieldTable;
+use support::private_node::PrivateNode;
 
 const PASSWORD: &str = "Tls-9pw-S3CRET";
 
@@ -102,11 +102,11 @@ async fn amqps_with_a_private_ca_and_a_client_certificate() {
         p("server.pem"),
         p("server.key")
     );
-    let node = PrivateNode::start(&conf);
+    let node = PrivateNode::start_with_conf(&conf);
     node.ctl(&["add_user", "dlqd", PASSWORD]);
     node.ctl(&["set_permissions", "-p", "/", "dlqd", ".*", ".*", ".*"]);
 
-    let mut b = Broker::connect(&node.url("guest", "guest"))
+    let mut b = Broker::connect(&node.url())
         .await
         .expect("plain admin connection");
     b.queue("dlq", FieldTable::default()).await;
@@ -193,4 +193,12 @@ async fn amqps_with_a_private_ca_and_a_client_certificate() {
     );
     assert_eq!(b.depth("dlq").await, 0);
     b.cleanup().await;
+}
+
+/// A port nothing listens on right now (for the node's TLS listener).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
