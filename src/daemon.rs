@@ -210,6 +210,9 @@ struct Pass {
     pending: BTreeSet<u64>,
     /// Tags done and not yet acknowledged (above a pending tag).
     done: BTreeSet<u64>,
+    /// Tags kept unacknowledged until the pass ends (their channel closes): messages
+    /// whose headers are too large for any copy to be published (see `broker::frame`).
+    held: BTreeSet<u64>,
     next_due_ms: Option<u64>,
 }
 
@@ -354,6 +357,7 @@ impl Daemon {
             states: HashMap::new(),
             pending: BTreeSet::new(),
             done: BTreeSet::new(),
+            held: BTreeSet::new(),
             next_due_ms: None,
         };
         let mut futures: futures_util_like::Set = futures_util_like::Set::default();
@@ -482,7 +486,9 @@ impl Daemon {
         let since = Instant::now();
         let now = now_ms();
         let ri = self.retry_interval.as_millis() as u64;
-        let examined = outgoing::examined_at(&message);
+        // A mark more than RETRYINT ahead of this clock is not believed (another host's
+        // clock, or garbage): it would otherwise put the next pass off until then.
+        let examined = outgoing::examined_at(&message).filter(|&e| e <= now.saturating_add(ri));
         if outgoing::pass_of(&message) == Some(pass.id) {
             // Handed back to the queue when the consumer channel closes.
             let due = examined.map_or(now + ri, |e| e.saturating_add(ri));
@@ -699,6 +705,14 @@ impl Daemon {
                 pass.pending.remove(&tag);
                 pass.done.insert(tag);
             }
+            (Err(f), Kind::Dlq { .. }) if f.too_large => {
+                // No copy can carry dlqd's marks: leave the delivery itself on the DLQ,
+                // unacknowledged; it goes back to the queue when this pass's channel closes.
+                warn!(message_id = %id, reason = %f.reason,
+                    "message too large to copy back to the DLQ; left unacknowledged on the DLQ until this pass ends");
+                pass.pending.remove(&tag);
+                pass.held.insert(tag);
+            }
             (Err(f), Kind::Dlq { attempts, retries }) => {
                 if *attempts >= DLQ_ATTEMPTS {
                     return Err(BrokerError::Amqp {
@@ -759,15 +773,26 @@ impl Daemon {
     }
 }
 
-/// Acknowledge (with `multiple`) every done delivery below the oldest one in flight.
+/// Acknowledge (with `multiple`) every done delivery below the oldest one in flight or
+/// held; done deliveries above a held one are acknowledged one by one, so that the held
+/// one stays unacknowledged.
 async fn ack_done(consumer: &DlqConsumer, pass: &mut Pass) -> Result<(), BrokerError> {
-    let upto = match pass.pending.first() {
-        Some(&floor) => pass.done.range(..floor).next_back().copied(),
+    let floor = match (pass.pending.first(), pass.held.first()) {
+        (Some(&p), Some(&h)) => Some(p.min(h)),
+        (p, h) => p.or(h).copied(),
+    };
+    let upto = match floor {
+        Some(floor) => pass.done.range(..floor).next_back().copied(),
         None => pass.done.last().copied(),
     };
     if let Some(tag) = upto {
         pass.done = pass.done.split_off(&(tag + 1));
         consumer.ack_upto(tag).await?;
+    }
+    if let Some(&held) = pass.held.first() {
+        for tag in pass.done.split_off(&held) {
+            consumer.ack_one(tag).await?;
+        }
     }
     Ok(())
 }

@@ -1,8 +1,21 @@
 //! Connecting to the broker: the URL (`--url`, `DLQD_URL`, default), amqps via rustls,
 //! and redaction so that a password never reaches a log line or an error message.
+//!
+//! For `amqps://`, the server certificate is checked against the system's roots plus,
+//! when set, the PEM certificates in the file named by `DLQD_TLS_CA_FILE` (a private
+//! CA). `DLQD_TLS_CERT_FILE` and `DLQD_TLS_KEY_FILE` (PEM certificate chain and PKCS#8
+//! key) give a client certificate for brokers that ask for one (`verify_peer`).
 
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties};
+
+/// PEM file of extra CA certificates to trust for amqps://.
+pub const TLS_CA_ENV: &str = "DLQD_TLS_CA_FILE";
+/// PEM file of the client certificate (chain) for amqps://.
+pub const TLS_CERT_ENV: &str = "DLQD_TLS_CERT_FILE";
+/// PEM file of the client certificate's PKCS#8 private key.
+pub const TLS_KEY_ENV: &str = "DLQD_TLS_KEY_FILE";
 
 /// Why a connection could not be made. Every URL in it is redacted.
 #[derive(Debug, thiserror::Error)]
@@ -11,6 +24,48 @@ pub enum ConnectError {
     BadUrl { url: String, reason: String },
     #[error("cannot connect to {url}: {reason}")]
     Connect { url: String, reason: String },
+    /// The TLS files (DLQD_TLS_*_FILE) cannot be used; reconnecting cannot help.
+    #[error("TLS setup for {url}: {reason}")]
+    Tls { url: String, reason: String },
+}
+
+/// The TLS configuration from `DLQD_TLS_CA_FILE`, `DLQD_TLS_CERT_FILE`, `DLQD_TLS_KEY_FILE`.
+pub fn tls_config_from_env() -> Result<OwnedTLSConfig, String> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let read = |name: &str, path: &std::ffi::OsStr| {
+        std::fs::read(path).map_err(|e| format!("cannot read {name}={}: {e}", path.display()))
+    };
+    let cert_chain = match var(TLS_CA_ENV) {
+        Some(path) => {
+            let pem = read(TLS_CA_ENV, &path)?;
+            let text = String::from_utf8(pem)
+                .map_err(|_| format!("{TLS_CA_ENV}={} is not PEM text", path.display()))?;
+            if !text.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(format!(
+                    "{TLS_CA_ENV}={} holds no PEM certificate",
+                    path.display()
+                ));
+            }
+            Some(text)
+        }
+        None => None,
+    };
+    let identity = match (var(TLS_CERT_ENV), var(TLS_KEY_ENV)) {
+        (Some(cert), Some(key)) => Some(OwnedIdentity::PKCS8 {
+            pem: read(TLS_CERT_ENV, &cert)?,
+            key: read(TLS_KEY_ENV, &key)?,
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(format!(
+                "{TLS_CERT_ENV} and {TLS_KEY_ENV} must be given together"
+            ));
+        }
+    };
+    Ok(OwnedTLSConfig {
+        identity,
+        cert_chain,
+    })
 }
 
 /// The URL with its password replaced by `***` (user, host, port and vhost kept).
@@ -95,7 +150,15 @@ pub async fn connect(url: &str) -> Result<Connection, ConnectError> {
         reason: scrub(url, &e),
     })?;
     let props = ConnectionProperties::default().with_connection_name("dlqd".into());
-    Connection::connect_uri(uri, props)
+    let tls = tls_config_from_env().map_err(|reason| ConnectError::Tls {
+        url: redact(url),
+        reason,
+    })?;
+    let runtime = lapin::runtime::default_runtime().map_err(|e| ConnectError::Connect {
+        url: redact(url),
+        reason: scrub(url, &e.to_string()),
+    })?;
+    Connection::connect_uri_with_config(uri, props, tls, runtime)
         .await
         .map_err(|e| ConnectError::Connect {
             url: redact(url),

@@ -93,6 +93,14 @@ impl DlqConsumer {
         }
     }
 
+    /// Acknowledge the one delivery `tag` (used above a delivery held unacknowledged).
+    pub async fn ack_one(&self, tag: u64) -> Result<(), BrokerError> {
+        self.channel
+            .basic_ack(tag, BasicAckOptions { multiple: false })
+            .await
+            .map_err(|e| BrokerError::amqp("ack failed", &e))
+    }
+
     /// Ask the broker to stop delivering; deliveries already sent stay unacknowledged.
     pub async fn cancel(&self) -> Result<(), BrokerError> {
         self.channel

@@ -31,7 +31,7 @@ impl BrokerError {
     /// True when reconnecting cannot help.
     pub fn is_fatal(&self) -> bool {
         match self {
-            BrokerError::Connect(ConnectError::BadUrl { .. }) => true,
+            BrokerError::Connect(ConnectError::BadUrl { .. } | ConnectError::Tls { .. }) => true,
             BrokerError::Connect(ConnectError::Connect { reason, .. }) => {
                 reason.contains("ACCESS_REFUSED")
             }
@@ -46,12 +46,24 @@ impl BrokerError {
 pub struct ActionFailure {
     /// The broker's reason, e.g. `returned by the broker: 312 NO_ROUTE`.
     pub reason: String,
+    /// The message's headers are too large for one AMQP frame: no copy of it can be
+    /// published on this connection (see [`crate::broker::frame`]).
+    pub too_large: bool,
 }
 
 impl ActionFailure {
     pub fn new(reason: impl Into<String>) -> Self {
         ActionFailure {
             reason: reason.into(),
+            too_large: false,
+        }
+    }
+
+    /// A publish refused before sending because its headers exceed `frame_max`.
+    pub fn too_large(reason: impl Into<String>) -> Self {
+        ActionFailure {
+            reason: reason.into(),
+            too_large: true,
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod connect;
 pub mod consumer;
 pub mod convert;
 pub mod error;
+pub mod frame;
 pub mod publisher;
 pub mod session;
 pub mod topology;

@@ -10,6 +10,7 @@ use lapin::{Channel, Confirmation, Connection};
 
 use crate::broker::convert::properties_to_amqp;
 use crate::broker::error::{ActionFailure, BrokerError};
+use crate::broker::frame::check_fits;
 use crate::message::Message;
 
 /// A publish in flight: resolves when the broker has confirmed it (or refused it).
@@ -70,6 +71,10 @@ impl Publisher {
                 Ok(channel) => self.channel = channel,
                 Err(e) => return failed(format!("cannot reopen the publishing channel: {e}")),
             }
+        }
+        // A content header over frame_max would make the broker close the connection.
+        if let Err(reason) = check_fits(&message.properties, conn.configuration().frame_max()) {
+            return Box::pin(async move { Err(ActionFailure::too_large(reason)) });
         }
         let props = match properties_to_amqp(&message.properties) {
             Ok(p) => p,

@@ -63,7 +63,8 @@ pub fn check_inline(rules: &[String]) -> Checked {
     }
     check_entries(&entries, errors, |d| {
         let n = starts.partition_point(|&s| s < d.line).max(1);
-        d.line -= starts[n - 1];
+        // No --rule strings at all: no start to subtract (and no panic).
+        d.line -= starts.get(n - 1).copied().unwrap_or(0);
         d.path = format!("--rule #{n}");
     })
 }

@@ -83,6 +83,12 @@ impl PrivateNode {
     /// Start a fresh node and wait until it accepts AMQP. Panics (saying what to install)
     /// when RabbitMQ is not installed or the node does not come up.
     pub fn start() -> PrivateNode {
+        PrivateNode::start_with_conf("")
+    }
+
+    /// Like [`PrivateNode::start`], with `conf` as the node's rabbitmq.conf (sysctl
+    /// format: a TLS listener, `frame_max`, ...).
+    pub fn start_with_conf(conf: &str) -> PrivateNode {
         assert!(
             Path::new(SERVER).exists(),
             "{SERVER} not found: install RabbitMQ (`apt-get install -y rabbitmq-server`)"
@@ -93,6 +99,9 @@ impl PrivateNode {
             .tempdir()
             .expect("temp dir for the private node");
         std::fs::write(dir.path().join("enabled_plugins"), "[].\n").expect("enabled_plugins");
+        if !conf.is_empty() {
+            std::fs::write(dir.path().join("rabbitmq.conf"), conf).expect("rabbitmq.conf");
+        }
         let (port, dist_port, epmd_port) = pick_ports();
         let name = format!(
             "dlqd-test-{}-{}-{}@localhost",
