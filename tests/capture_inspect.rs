@@ -3,6 +3,7 @@
 //! consumed: the queue holds the same messages in the same order afterwards.
 
 mod common_inspect;
+mod support;
 
 use std::process::{Command, Output};
 use std::time::SystemTime;

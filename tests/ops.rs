@@ -3,6 +3,7 @@
 //! Needs RabbitMQ at 127.0.0.1:5672 (`rabbitmq-server -detached`).
 
 mod common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

@@ -6,6 +6,7 @@
 //! every message is counted in and out: it ends either forwarded or still on the DLQ.
 
 mod hardening_common;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -4,6 +4,7 @@
 //! Every test counts every message in and out.
 
 mod common;
+mod support;
 
 use std::time::Duration;
 
@@ -504,7 +505,7 @@ async fn a_cut_connection_is_reopened_and_nothing_is_lost() {
         .collect();
     b.dead_letter(&work, &dlq, Way::Overflow, &input).await;
 
-    let proxy = Proxy::start().await;
+    let proxy = Proxy::start(std::net::SocketAddr::from(([127, 0, 0, 1], 5672))).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let rules = rules_file(
         dir.path(),

@@ -5,6 +5,7 @@
 //! (Refused access and a refused forward on a private node: tests/permissions.rs.)
 
 mod hardening_common;
+mod support;
 
 use std::time::Duration;
 

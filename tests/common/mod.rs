@@ -6,50 +6,25 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
 use lapin::options::*;
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
-pub const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+#[allow(unused_imports)] // not every test file uses every re-export
+pub use crate::support::broker::{URL, Way, text};
+pub use crate::support::dlqd::Dlqd;
+#[allow(unused_imports)] // not every test file uses every re-export
+pub use crate::support::proxy::Proxy;
+use crate::support::{broker, dlqd};
 
 /// A name no other test (or test run) uses.
 pub fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "dlqd-test.{prefix}.{}.{nanos:x}.{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// How a work queue dead-letters its messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Way {
-    /// A consumer rejects them (requeue=false): reason `rejected`.
-    Reject,
-    /// Their per-message TTL runs out: reason `expired`.
-    Expire,
-    /// The queue's length limit pushes them out: reason `maxlen`.
-    Overflow,
-}
-
-impl Way {
-    pub fn reason(self) -> &'static str {
-        match self {
-            Way::Reject => "rejected",
-            Way::Expire => "expired",
-            Way::Overflow => "maxlen",
-        }
-    }
+    broker::unique(&format!("dlqd-test.{prefix}"))
 }
 
 /// A message as a test reads it back.
@@ -109,28 +84,10 @@ pub struct Broker {
     created: Vec<String>,
 }
 
-fn args(pairs: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in pairs {
-        t.insert(ShortString::from(*k), v.clone());
-    }
-    t
-}
-
-pub fn text(s: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(s))
-}
-
 impl Broker {
     /// Connect, or fail saying how to start a broker.
     pub async fn connect() -> Broker {
-        let conn = match Connection::connect(URL, ConnectionProperties::default()).await {
-            Ok(c) => c,
-            Err(e) => panic!(
-                "no RabbitMQ at 127.0.0.1:5672 ({e}); start one with `rabbitmq-server -detached` \
-                 (then `rabbitmqctl await_startup`)"
-            ),
-        };
+        let conn = broker::connect().await;
         let ch = conn.create_channel().await.expect("channel");
         ch.confirm_select(ConfirmSelectOptions::default())
             .await
@@ -150,7 +107,11 @@ impl Broker {
     /// Declare a durable queue with these arguments (deleted at the end).
     pub async fn queue(&mut self, name: &str, arguments: &[(&str, AMQPValue)]) {
         self.ch
-            .queue_declare(name.into(), QueueDeclareOptions::durable(), args(arguments))
+            .queue_declare(
+                name.into(),
+                QueueDeclareOptions::durable(),
+                broker::table(arguments),
+            )
             .await
             .unwrap_or_else(|e| panic!("declare {name}: {e}"));
         self.created.push(name.to_string());
@@ -478,7 +439,7 @@ pub fn props(id: &str, act: &str) -> BasicProperties {
     BasicProperties::default()
         .with_message_id(id.into())
         .with_delivery_mode(2)
-        .with_headers(args(&[("act", text(act))]))
+        .with_headers(broker::table(&[("act", text(act))]))
 }
 
 /// A temp dir with a rules file in it.
@@ -488,70 +449,9 @@ pub fn rules_file(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
-/// A running (or finished) dlqd; its stderr goes to a file.
-pub struct Dlqd {
-    pub child: Child,
-    pub stderr: PathBuf,
-}
-
 /// Start `dlqd run ARGS...` against the test broker.
 pub fn start_dlqd(dir: &Path, run_args: &[&str]) -> Dlqd {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let stderr = dir.join(format!("dlqd-{}.stderr", N.fetch_add(1, Ordering::Relaxed)));
-    let file = std::fs::File::create(&stderr).expect("stderr file");
-    let child = Command::new(env!("CARGO_BIN_EXE_dlqd"))
-        .arg("run")
-        .args(run_args)
-        .env("DLQD_URL", URL)
-        .env("DLQD_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(file))
-        .spawn()
-        .expect("start dlqd");
-    Dlqd { child, stderr }
-}
-
-impl Dlqd {
-    /// Wait for it to exit (at most `timeout`); its status.
-    pub async fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                return s;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "dlqd did not exit within {timeout:?}; stderr:\n{}",
-                    self.stderr()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill -{sig}");
-    }
-
-    pub fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-impl Drop for Dlqd {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    dlqd::start(dir, URL, run_args)
 }
 
 /// Run `dlqd run ARGS...` to completion (at most `timeout`); exit status and stderr.
@@ -575,64 +475,7 @@ pub fn tally(got: &[Got]) -> BTreeMap<String, usize> {
     m
 }
 
-/// A TCP proxy to the test broker that can cut every connection through it.
-pub struct Proxy {
-    port: u16,
-    cut: tokio::sync::watch::Sender<u64>,
-}
-
-impl Proxy {
-    pub async fn start() -> Proxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let (cut, rx) = tokio::sync::watch::channel(0u64);
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let mut rx = rx.clone();
-                rx.borrow_and_update();
-                tokio::spawn(async move {
-                    let Ok(mut server) = tokio::net::TcpStream::connect("127.0.0.1:5672").await
-                    else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = rx.changed() => {}
-                    }
-                });
-            }
-        });
-        Proxy { port, cut }
-    }
-
-    pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
-    }
-
-    /// Drop every connection open through the proxy now.
-    pub fn cut(&self) {
-        self.cut.send_modify(|n| *n += 1);
-    }
-}
-
 /// Start `dlqd run ARGS...` against another broker URL (e.g. a [`Proxy`]).
 pub fn start_dlqd_at(dir: &Path, url: &str, run_args: &[&str]) -> Dlqd {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let stderr = dir.join(format!(
-        "dlqd-at-{}.stderr",
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let file = std::fs::File::create(&stderr).expect("stderr file");
-    let child = Command::new(env!("CARGO_BIN_EXE_dlqd"))
-        .arg("run")
-        .args(run_args)
-        .env("DLQD_URL", url)
-        .env("DLQD_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(file))
-        .spawn()
-        .expect("start dlqd");
-    Dlqd { child, stderr }
+    dlqd::start(dir, url, run_args)
 }

@@ -4,8 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
 use lapin::options::{
@@ -13,38 +12,15 @@ use lapin::options::{
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
     QueueDeleteOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 
-pub const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+use crate::support::broker::table;
+#[allow(unused_imports)] // not every test file uses every re-export
+pub use crate::support::broker::{URL, connect, unique};
 
 /// Queues delete themselves after this long unused, should a test die before its cleanup.
 const EXPIRES_MS: i64 = 10 * 60 * 1000;
-
-/// A name no other test (or test run) uses.
-pub fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}.{}.{nanos:x}.{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Connect to the shared broker, or fail saying how to start one.
-pub async fn connect() -> Connection {
-    match Connection::connect(URL, ConnectionProperties::default()).await {
-        Ok(c) => c,
-        Err(e) => panic!(
-            "no RabbitMQ broker at 127.0.0.1:5672 ({e}); start one with `rabbitmq-server -detached` \
-             (then `rabbitmqctl await_startup`)"
-        ),
-    }
-}
 
 /// A dead-letter setup: a fanout DLX bound to a DLQ, and work queues dead-lettering into it.
 pub struct Lab {
@@ -60,14 +36,6 @@ pub struct Lab {
 pub struct Seen {
     pub message_id: Option<String>,
     pub body: Vec<u8>,
-}
-
-fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in entries {
-        t.insert(ShortString::from(*k), v.clone());
-    }
-    t
 }
 
 impl Lab {

@@ -6,31 +6,18 @@
 
 use std::io::Read;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use lapin::options::*;
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
-pub const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+#[allow(unused_imports)] // not every test file uses every re-export
+pub use crate::support::broker::{URL, text};
 
 /// A queue name no other test (or test run) uses.
 pub fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "dlqd-hardening.{prefix}.{}.{nanos:x}.{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-pub fn text(s: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(s))
+    crate::support::broker::unique(&format!("dlqd-hardening.{prefix}"))
 }
 
 pub fn bytes(b: &[u8]) -> AMQPValue {
@@ -38,11 +25,7 @@ pub fn bytes(b: &[u8]) -> AMQPValue {
 }
 
 pub fn table(pairs: Vec<(&str, AMQPValue)>) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in pairs {
-        t.insert(ShortString::from(k), v);
-    }
-    t
+    crate::support::broker::table(&pairs)
 }
 
 /// A message read back from a queue.
@@ -76,12 +59,9 @@ pub struct Broker {
 impl Broker {
     /// Connect to the shared node; fail saying how to start it.
     pub async fn shared() -> Broker {
-        Broker::connect(URL).await.unwrap_or_else(|e| {
-            panic!(
-                "cannot reach RabbitMQ at 127.0.0.1:5672 ({e}); start one with \
-                 `rabbitmq-server -detached` (then `rabbitmqctl await_startup`)"
-            )
-        })
+        Broker::connect(URL)
+            .await
+            .unwrap_or_else(|e| panic!("{}", crate::support::broker::no_broker(&e)))
     }
 
     pub async fn connect(url: &str) -> Result<Broker, lapin::Error> {

@@ -5,54 +5,28 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
 use lapin::options::*;
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 
 /// The shared broker of the other integration tests.
-pub const SHARED_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+#[allow(unused_imports)] // not every test file uses every re-export
+pub use super::broker::URL as SHARED_URL;
+#[allow(unused_imports)] // not every test file uses every re-export
+pub use super::broker::{table, text};
 
 /// A name no other test (or test run) uses.
 pub fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "dlqd-faults.{prefix}.{}.{nanos:x}.{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    super::broker::unique(&format!("dlqd-faults.{prefix}"))
 }
 
-/// How a work queue dead-letters what is put in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Way {
-    /// A consumer rejects it (requeue=false): `rejected`.
-    Reject,
-    /// The queue's `x-message-ttl` is 0: `expired`.
-    Expire,
-    /// The queue holds one message; the next pushes it out: `maxlen`.
-    Overflow,
-}
+#[allow(unused_imports)] // not every test file uses every re-export
+pub use super::broker::Way;
 
 pub const WAYS: [Way; 3] = [Way::Reject, Way::Expire, Way::Overflow];
-
-pub fn text(s: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(s))
-}
-
-pub fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in pairs {
-        t.insert(ShortString::from(*k), v.clone());
-    }
-    t
-}
 
 /// Persistent properties with a message id and an `act` header (what the rules match).
 pub fn props(id: &str, act: &str) -> BasicProperties {

@@ -1,7 +1,9 @@
-//! Helpers shared by the fault tests: a private RabbitMQ node that can be crashed, a TCP
-//! proxy that can cut connections, a broker workbench, and the dlqd process.
+//! Helpers shared by every integration test: the shared broker (URL, connecting, unique
+//! names, the ways of dead-lettering), a private RabbitMQ node that can be crashed, a TCP proxy that can cut
+//! connections, a broker workbench, and the dlqd process.
 #![allow(dead_code)]
 
+pub mod broker;
 pub mod dlqd;
 pub mod lab;
 pub mod mix;

@@ -1,0 +1,78 @@
+//! The shared test broker at 127.0.0.1:5672: its URL, connecting to it (or failing with
+//! how to start one), unique queue names, the ways of dead-lettering, and small AMQP
+//! value/table builders.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Connection, ConnectionProperties};
+
+/// The shared broker every integration test runs against.
+pub const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// A name no other test (or test run) uses: `PREFIX.PID.NANOS.N`.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}.{}.{nanos:x}.{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The panic message when the shared broker cannot be reached.
+pub fn no_broker(e: &dyn std::fmt::Display) -> String {
+    format!(
+        "no RabbitMQ broker at 127.0.0.1:5672 ({e}); start one with `rabbitmq-server -detached` \
+         (then `rabbitmqctl await_startup`)"
+    )
+}
+
+/// Connect to the shared broker, or fail saying how to start one.
+pub async fn connect() -> Connection {
+    match Connection::connect(URL, ConnectionProperties::default()).await {
+        Ok(c) => c,
+        Err(e) => panic!("{}", no_broker(&e)),
+    }
+}
+
+/// An AMQP long string.
+pub fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s))
+}
+
+/// An AMQP field table from `(key, value)` pairs.
+pub fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in pairs {
+        t.insert(ShortString::from(*k), v.clone());
+    }
+    t
+}
+
+/// How a work queue dead-letters what is put in it (the helpers make each the real way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Way {
+    /// A consumer rejects it (requeue=false): reason `rejected`.
+    Reject,
+    /// Its TTL runs out: reason `expired`.
+    Expire,
+    /// The queue's length limit pushes it out: reason `maxlen`.
+    Overflow,
+}
+
+impl Way {
+    /// The `x-death` reason the broker records for this way.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Way::Reject => "rejected",
+            Way::Expire => "expired",
+            Way::Overflow => "maxlen",
+        }
+    }
+}
