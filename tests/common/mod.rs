@@ -270,39 +270,15 @@ impl Broker {
     /// Ready messages in a queue.
     pub async fn count(&self, queue: &str) -> u32 {
         let ch = self.conn.create_channel().await.expect("channel");
-        let q = ch
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
+        broker::depth_on(ch, queue)
             .await
-            .unwrap_or_else(|e| panic!("queue {queue}: {e}"));
-        let _ = ch.close(200, "done".into()).await;
-        q.message_count()
+            .unwrap_or_else(|e| panic!("queue {queue}: {e}"))
     }
 
     /// True when the queue exists.
     pub async fn exists(&self, queue: &str) -> bool {
         let ch = self.conn.create_channel().await.expect("channel");
-        let ok = ch
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .is_ok();
-        if ok {
-            let _ = ch.close(200, "done".into()).await;
-        }
-        ok
+        broker::depth_on(ch, queue).await.is_ok()
     }
 
     /// Wait until a queue holds exactly `n` ready messages.

@@ -243,19 +243,9 @@ impl Lab {
     /// Message count of a queue (a passive declare on a throwaway channel).
     pub async fn depth(&self, queue: &str) -> u32 {
         let ch = self.conn.create_channel().await.expect("channel");
-        let q = ch
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        crate::support::broker::depth_on(ch, queue)
             .await
-            .expect("passive declare");
-        let _ = ch.close(200, "done".into()).await;
-        q.message_count()
+            .expect("passive declare")
     }
 
     /// Wait until a queue holds exactly `n` messages (dead-lettering is asynchronous).

@@ -110,19 +110,9 @@ impl Broker {
 
     pub async fn depth(&self, queue: &str) -> u32 {
         let ch = self.conn.create_channel().await.expect("channel");
-        let q = ch
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        crate::support::broker::depth_on(ch, queue)
             .await
-            .unwrap_or_else(|e| panic!("passive declare {queue}: {e}"));
-        let _ = ch.close(200, "bye".into()).await;
-        q.message_count()
+            .unwrap_or_else(|e| panic!("passive declare {queue}: {e}"))
     }
 
     /// Take every message from `queue` (basic.get + ack), in order.

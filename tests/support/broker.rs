@@ -5,8 +5,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{Connection, ConnectionProperties};
+use lapin::{Channel, Connection, ConnectionProperties};
 
 /// The shared broker every integration test runs against.
 pub const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -75,4 +76,21 @@ impl Way {
             Way::Overflow => "maxlen",
         }
     }
+}
+
+/// Ready messages in `queue`, by a passive declare on `ch` (a throwaway channel: it is
+/// closed after a success; a failure, e.g. no such queue, has closed it already).
+pub async fn depth_on(ch: Channel, queue: &str) -> Result<u32, lapin::Error> {
+    let q = ch
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let _ = ch.close(200, "done".into()).await;
+    Ok(q.message_count())
 }

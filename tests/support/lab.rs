@@ -290,23 +290,7 @@ impl Lab {
     /// Ready messages in `queue`; `None` when it does not exist.
     pub async fn count(&mut self, queue: &str) -> Option<u32> {
         let ch = self.throwaway().await;
-        let r = ch
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await;
-        match r {
-            Ok(q) => {
-                let _ = ch.close(200, "done".into()).await;
-                Some(q.message_count())
-            }
-            Err(_) => None,
-        }
+        super::broker::depth_on(ch, queue).await.ok()
     }
 
     /// Wait until `queue` holds exactly `n` ready messages.
