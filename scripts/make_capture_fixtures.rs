@@ -10,18 +10,18 @@
 //!
 //! A throwaway program, not part of dlqd: it has its own small lapin → Message conversion.
 
-use std::collections::BTreeMap;
 use std::error::Error;
 use std::path::Path;
 use std::time::Duration;
 
+use dlqd::broker::convert::properties_from_amqp;
 use dlqd::capture;
-use dlqd::message::{Message, Properties, Value};
+use dlqd::message::Message;
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, BasicRejectOptions, ConfirmSelectOptions,
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
 type Res<T> = Result<T, Box<dyn Error>>;
@@ -259,7 +259,7 @@ async fn write_capture(ch: &Channel, path: &Path, n: usize) -> Res<()> {
                 let msg = Message {
                     exchange: d.exchange.as_str().to_string(),
                     routing_key: d.routing_key.as_str().to_string(),
-                    properties: properties(&d.properties),
+                    properties: properties_from_amqp(&d.properties),
                     body: d.data,
                 };
                 capture::write_line(&mut out, &msg)?;
@@ -278,64 +278,4 @@ async fn write_capture(ch: &Channel, path: &Path, n: usize) -> Res<()> {
     std::fs::write(path, out)?;
     println!("{}: {n} messages", path.display());
     Ok(())
-}
-
-fn s(v: &Option<ShortString>) -> Option<String> {
-    v.as_ref().map(|s| s.as_str().to_string())
-}
-
-fn properties(p: &BasicProperties) -> Properties {
-    Properties {
-        content_type: s(p.content_type()),
-        content_encoding: s(p.content_encoding()),
-        headers: p.headers().as_ref().map(table),
-        delivery_mode: *p.delivery_mode(),
-        priority: *p.priority(),
-        correlation_id: s(p.correlation_id()),
-        reply_to: s(p.reply_to()),
-        expiration: s(p.expiration()),
-        message_id: s(p.message_id()),
-        timestamp: *p.timestamp(),
-        message_type: s(p.kind()),
-        user_id: s(p.user_id()),
-        app_id: s(p.app_id()),
-        cluster_id: s(p.cluster_id()),
-    }
-}
-
-fn table(t: &FieldTable) -> BTreeMap<String, Value> {
-    t.inner()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), value(v)))
-        .collect()
-}
-
-fn long(s: &LongString) -> Vec<u8> {
-    s.as_bytes().to_vec()
-}
-
-fn value(v: &AMQPValue) -> Value {
-    match v {
-        AMQPValue::Boolean(b) => Value::Bool(*b),
-        AMQPValue::ShortShortInt(x) => Value::I8(*x),
-        AMQPValue::ShortShortUInt(x) => Value::U8(*x),
-        AMQPValue::ShortInt(x) => Value::I16(*x),
-        AMQPValue::ShortUInt(x) => Value::U16(*x),
-        AMQPValue::LongInt(x) => Value::I32(*x),
-        AMQPValue::LongUInt(x) => Value::U32(*x),
-        AMQPValue::LongLongInt(x) => Value::I64(*x),
-        AMQPValue::Float(x) => Value::F32(*x),
-        AMQPValue::Double(x) => Value::F64(*x),
-        AMQPValue::DecimalValue(d) => Value::Decimal {
-            scale: d.scale,
-            value: d.value,
-        },
-        AMQPValue::ShortString(x) => Value::ShortString(x.as_str().to_string()),
-        AMQPValue::LongString(x) => Value::LongString(long(x)),
-        AMQPValue::FieldArray(a) => Value::Array(a.as_slice().iter().map(value).collect()),
-        AMQPValue::Timestamp(t) => Value::Timestamp(*t),
-        AMQPValue::FieldTable(t) => Value::Table(table(t)),
-        AMQPValue::ByteArray(b) => Value::Bytes(b.as_slice().to_vec()),
-        AMQPValue::Void => Value::Void,
-    }
 }
