@@ -51,13 +51,7 @@ async fn each_action(way: Way) {
             archive = archive.display(),
         ),
     );
-    let (status, stderr) = run_dlqd(
-        dir.path(),
-        &["--rules", rules.to_str().unwrap(), "--once"],
-        T,
-    )
-    .await;
-    assert!(status.success(), "dlqd failed: {stderr}");
+    let stderr = run_once(dir.path(), &rules, T).await;
 
     let retried = b.drain(&work).await;
     let forwarded = b.drain(&fwd).await;
@@ -220,13 +214,7 @@ async fn a_forward_to_a_missing_queue_stays_on_the_dlq_and_says_why() {
         dir.path(),
         &format!("INPUTQ({dlq})\nACTION(FWD) FWDQ({missing})\n"),
     );
-    let (status, stderr) = run_dlqd(
-        dir.path(),
-        &["--rules", rules.to_str().unwrap(), "--once"],
-        T,
-    )
-    .await;
-    assert!(status.success(), "{stderr}");
+    let stderr = run_once(dir.path(), &rules, T).await;
     assert!(stderr.contains("NO_ROUTE"), "stderr says why: {stderr}");
     assert!(!b.exists(&missing).await);
     let left = b.drain(&dlq).await;
@@ -254,13 +242,7 @@ async fn leave_with_once_exits_and_keeps_the_messages_in_order() {
     );
     for run in 0..2 {
         // A second run within RETRYINT examines nothing and still exits.
-        let (status, stderr) = run_dlqd(
-            dir.path(),
-            &["--rules", rules.to_str().unwrap(), "--once"],
-            T,
-        )
-        .await;
-        assert!(status.success(), "run {run}: {stderr}");
+        run_once(dir.path(), &rules, T).await;
         let left = b.peek(&dlq).await;
         let want: Vec<String> = ids.iter().map(|i| format!("body-{i}")).collect();
         assert_eq!(bodies(&left), want, "run {run}");
@@ -287,26 +269,14 @@ async fn retry_counts_survive_a_restart() {
         ),
     );
     for attempt in 1..=3 {
-        let (status, stderr) = run_dlqd(
-            dir.path(),
-            &["--rules", rules.to_str().unwrap(), "--once"],
-            T,
-        )
-        .await;
-        assert!(status.success(), "{stderr}");
+        let stderr = run_once(dir.path(), &rules, T).await;
         let back = b.peek(&work).await;
         assert_eq!(back.len(), 1, "attempt {attempt}: {stderr}");
         assert_eq!(back[0].header_i64("x-dlqd-retries"), Some(attempt));
         // The application rejects it again: a new dlqd process sees the count.
         b.dead_letter_again(&work, &dlq).await;
     }
-    let (status, stderr) = run_dlqd(
-        dir.path(),
-        &["--rules", rules.to_str().unwrap(), "--once"],
-        T,
-    )
-    .await;
-    assert!(status.success(), "{stderr}");
+    run_once(dir.path(), &rules, T).await;
     let out = b.drain(&parked).await;
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].header_i64("x-dlqd-retries"), Some(3));
@@ -421,13 +391,7 @@ async fn run_makes_the_same_decisions_as_the_dry_run() {
         expected.insert(String::from_utf8_lossy(&m.body).into_owned(), place);
     }
 
-    let (status, stderr) = run_dlqd(
-        dir.path(),
-        &["--rules", rules.to_str().unwrap(), "--once"],
-        T,
-    )
-    .await;
-    assert!(status.success(), "{stderr}");
+    run_once(dir.path(), &rules, T).await;
     let mut actual = std::collections::BTreeMap::new();
     for q in [&work, &fwd, &dlq] {
         for g in b.drain(q).await {
@@ -540,13 +504,7 @@ async fn a_cut_connection_is_reopened_and_nothing_is_lost() {
     // may come while deliveries are still in flight, and a stop hands those back to the
     // DLQ. A second, one-shot run finishes them; then everything must be in the target.
     if b.count(&dlq).await > 0 {
-        let (status, stderr) = run_dlqd(
-            dir.path(),
-            &["--rules", rules.to_str().unwrap(), "--once"],
-            T,
-        )
-        .await;
-        assert!(status.success(), "{stderr}");
+        run_once(dir.path(), &rules, T).await;
     }
     let moved = tally(&b.drain(&target).await);
     assert_eq!(

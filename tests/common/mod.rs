@@ -437,6 +437,14 @@ pub async fn run_dlqd(dir: &Path, run_args: &[&str], timeout: Duration) -> (Exit
     (status, d.stderr())
 }
 
+/// `dlqd run --rules RULES --once` in `dir`: asserts it exits 0, returns its stderr.
+pub async fn run_once(dir: &Path, rules: &Path, timeout: Duration) -> String {
+    let rules = rules.to_str().expect("rules path is UTF-8");
+    let (status, stderr) = run_dlqd(dir, &["--rules", rules, "--once"], timeout).await;
+    assert!(status.success(), "dlqd run --once: {status}\n{stderr}");
+    stderr
+}
+
 /// Bodies as strings, for order and identity checks.
 pub fn bodies(got: &[Got]) -> Vec<String> {
     got.iter().map(Got::text).collect()
