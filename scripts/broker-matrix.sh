@@ -28,7 +28,7 @@ die() { echo "broker-matrix: error: $*" >&2; exit 1; }
 say() { echo "broker-matrix: $*" >&2; }
 
 usage() {
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
