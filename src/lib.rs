@@ -4,6 +4,7 @@
 //! I/O at the edges (`capture` for files, `broker` for AMQP, `cli` for the command line).
 //! See ARCHITECTURE.md for the code map and the invariants.
 
+pub mod ack_window;
 pub mod audit;
 pub mod backoff;
 pub mod broker;
@@ -24,3 +25,4 @@ pub mod outgoing;
 pub mod progress;
 pub mod rules;
 pub mod shutdown;
+pub mod stage;

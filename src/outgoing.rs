@@ -8,16 +8,13 @@ use crate::message::{FieldTable, Message, RETRIES_HEADER, Value};
 pub const EXAMINED_HEADER: &str = "x-dlqd-examined";
 /// The pass (one trip round the DLQ) that put the message on the DLQ's tail.
 pub const PASS_HEADER: &str = "x-dlqd-pass";
-/// The death history moved out of `x-death` before a delayed retry (newest first).
+/// The death history moved out of `x-death` by dlqd before 0.2 (TTL delay queues).
 pub const DEATH_HISTORY_HEADER: &str = "x-dlqd-death";
 /// Headers added to a forwarded message.
 pub const RULE_HEADER: &str = "x-dlqd-rule";
 pub const ACTION_HEADER: &str = "x-dlqd-action";
 pub const ORIGINAL_QUEUE_HEADER: &str = "x-dlqd-original-queue";
 pub const REASON_HEADER: &str = "x-dlqd-reason";
-
-/// How many old death entries `x-dlqd-death` keeps.
-const DEATH_HISTORY_MAX: usize = 32;
 
 fn headers(m: &mut Message) -> &mut FieldTable {
     m.properties.headers.get_or_insert_with(FieldTable::new)
@@ -45,24 +42,28 @@ pub fn pass_of(message: &Message) -> Option<u64> {
     }
 }
 
-/// The copy to publish for retry number `attempt`. A copy parked in a delay queue has
-/// its `x-death` moved to `x-dlqd-death`: RabbitMQ would otherwise drop it as a
-/// dead-letter cycle when it expires back into the queue it died in.
-pub fn for_retry(message: &Message, attempt: u32, via_delay_queue: bool) -> Message {
+/// The copy to publish for retry number `attempt` (directly, or parked in a delay
+/// queue first: dlqd moves it out itself, so its death history is kept as it is).
+pub fn for_retry(message: &Message, attempt: u32) -> Message {
     let mut out = without_dlq_marks(message);
-    let h = headers(&mut out);
-    h.insert(RETRIES_HEADER.into(), Value::I64(i64::from(attempt)));
-    if via_delay_queue && let Some(death) = h.remove("x-death") {
-        let mut history = match death {
-            Value::Array(a) => a,
-            other => vec![other],
-        };
-        if let Some(Value::Array(old)) = h.remove(DEATH_HISTORY_HEADER) {
-            history.extend(old);
-        }
-        history.truncate(DEATH_HISTORY_MAX);
-        h.insert(DEATH_HISTORY_HEADER.into(), Value::Array(history));
+    headers(&mut out).insert(RETRIES_HEADER.into(), Value::I64(i64::from(attempt)));
+    out
+}
+
+/// The copy that waits in the left queue: the DLQ marks removed; `retries` replaces the
+/// retry count (a failed retry still counts).
+pub fn for_left(message: &Message, retries: Option<u32>) -> Message {
+    let mut out = without_dlq_marks(message);
+    if let Some(n) = retries {
+        headers(&mut out).insert(RETRIES_HEADER.into(), Value::I64(i64::from(n)));
     }
+    out
+}
+
+/// A left message back on the DLQ, examined again: marked with when it comes back.
+pub fn back_from_left(message: &Message, now_ms: u64) -> Message {
+    let mut out = message.clone();
+    headers(&mut out).insert(EXAMINED_HEADER.into(), Value::I64(now_ms as i64));
     out
 }
 
@@ -97,7 +98,8 @@ pub fn for_forward(message: &Message, info: &ForwardInfo<'_>) -> Message {
     out
 }
 
-/// The copy that goes back on the DLQ's tail: examined at `now_ms` in pass `pass`;
+/// The copy that goes back on the DLQ's tail under `--once`: examined at `now_ms` in
+/// pass `pass` (this run);
 /// `retries` replaces the retry count (a failed retry still counts).
 pub fn for_dlq(message: &Message, now_ms: u64, pass: u64, retries: Option<u32>) -> Message {
     let mut out = message.clone();
@@ -107,13 +109,6 @@ pub fn for_dlq(message: &Message, now_ms: u64, pass: u64, retries: Option<u32>) 
     if let Some(n) = retries {
         h.insert(RETRIES_HEADER.into(), Value::I64(i64::from(n)));
     }
-    out
-}
-
-/// A message that is not due yet, moved to the tail unexamined (its mark kept).
-pub fn skipped(message: &Message, pass: u64) -> Message {
-    let mut out = message.clone();
-    headers(&mut out).insert(PASS_HEADER.into(), Value::I64(pass as i64));
     out
 }
 
@@ -144,37 +139,26 @@ mod tests {
     }
 
     #[test]
-    fn direct_retry_counts_and_keeps_the_death_history() {
-        let out = for_retry(&dead_letter(), 3, false);
+    fn a_retry_counts_and_keeps_the_death_history() {
+        let out = for_retry(&dead_letter(), 3);
         assert_eq!(out.header(RETRIES_HEADER), Some(&Value::I64(3)));
         assert!(out.header("x-death").is_some());
+        assert_eq!(
+            out.header("x-first-death-reason"),
+            Some(&Value::string("expired"))
+        );
         assert!(out.header(EXAMINED_HEADER).is_none());
         assert!(out.header(PASS_HEADER).is_none());
         assert_eq!(out.body, b"hello");
     }
 
     #[test]
-    fn delayed_retry_moves_x_death_aside() {
-        let first = for_retry(&dead_letter(), 1, true);
-        assert!(first.header("x-death").is_none());
-        let Some(Value::Array(hist)) = first.header(DEATH_HISTORY_HEADER) else {
-            panic!("history kept");
-        };
-        assert_eq!(hist.len(), 1);
-        // A second trip appends the new deaths before the old ones.
-        let mut again = first.clone();
-        let mut death = FieldTable::new();
-        death.insert("queue".into(), Value::string("orders"));
-        headers(&mut again).insert("x-death".into(), Value::Array(vec![Value::Table(death)]));
-        let second = for_retry(&again, 2, true);
-        let Some(Value::Array(hist)) = second.header(DEATH_HISTORY_HEADER) else {
-            panic!("history kept");
-        };
-        assert_eq!(hist.len(), 2);
-        assert_eq!(
-            first.header("x-first-death-queue"),
-            Some(&Value::string("orders"))
-        );
+    fn a_left_copy_drops_the_dlq_marks_and_keeps_a_failed_retry_counted() {
+        let out = for_left(&dead_letter(), Some(2));
+        assert_eq!(out.header(RETRIES_HEADER), Some(&Value::I64(2)));
+        assert!(out.header(EXAMINED_HEADER).is_none());
+        let back = back_from_left(&out, 77);
+        assert_eq!(examined_at(&back), Some(77));
     }
 
     #[test]
@@ -214,9 +198,6 @@ mod tests {
         assert_eq!(examined_at(&out), Some(1_000));
         assert_eq!(pass_of(&out), Some(42));
         assert_eq!(out.header(RETRIES_HEADER), Some(&Value::I64(4)));
-        let s = skipped(&dead_letter(), 43);
-        assert_eq!(examined_at(&s), Some(5));
-        assert_eq!(pass_of(&s), Some(43));
     }
 
     #[test]

@@ -159,8 +159,10 @@ async fn delayed_retry_of_an_expired_message_comes_back_to_its_queue() {
     let work = unique("work");
     let dlq = unique("dlq");
     b.work_queue(&work, &dlq, Way::Expire).await;
-    let delay_queue = dlqd::broker::delay_queue_name(Duration::from_millis(300), &work);
-    b.adopt(&delay_queue);
+    for q in dlqd::stage::delay_queues(&dlq) {
+        b.adopt(&q);
+    }
+    b.adopt(&dlqd::stage::left_queue(&dlq));
     let input = msgs(&[("a", "x"), ("b", "x"), ("c", "x")]);
     b.dead_letter(&work, &dlq, Way::Expire, &input).await;
 
@@ -172,8 +174,8 @@ async fn delayed_retry_of_an_expired_message_comes_back_to_its_queue() {
         ),
     );
     let mut d = start_dlqd(dir.path(), &["--rules", rules.to_str().unwrap()]);
-    // They wait in the delay queue, then land in `work` again: without handling the
-    // death history, RabbitMQ's cycle detection would silently drop them on the way.
+    // They wait in a delay queue, then dlqd moves them back into `work` itself: no
+    // broker dead-lettering on the way, so no cycle detection and no rewritten facts.
     b.wait_count(&work, 3, T).await;
     d.signal("TERM");
     assert!(
@@ -187,16 +189,22 @@ async fn delayed_retry_of_an_expired_message_comes_back_to_its_queue() {
         assert_eq!(m.header_i64("x-dlqd-retries"), Some(1));
         assert_eq!(
             m.death_queue(),
-            Some(delay_queue.clone()),
-            "newest death: the delay queue"
+            Some(work.clone()),
+            "the death history is the application's, untouched by the delay"
+        );
+        assert_eq!(
+            m.header_str("x-first-death-reason").as_deref(),
+            Some("expired")
         );
         assert!(
-            m.header("x-dlqd-death").is_some(),
-            "the old history is kept"
+            m.header("x-dlqd-due").is_none(),
+            "no stage marks reach the target"
         );
     }
     assert_eq!(b.count(&dlq).await, 0);
-    assert_eq!(b.count(&delay_queue).await, 0);
+    for q in dlqd::stage::delay_queues(&dlq) {
+        assert_eq!(b.count(&q).await, 0, "{q}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -59,6 +59,11 @@ impl ActionFailure {
         }
     }
 
+    /// The publish came back unroutable (312 NO_ROUTE): the queue it was for is missing.
+    pub fn is_no_route(&self) -> bool {
+        self.reason.contains("NO_ROUTE")
+    }
+
     /// A publish refused before sending because its headers exceed `frame_max`.
     pub fn too_large(reason: impl Into<String>) -> Self {
         ActionFailure {

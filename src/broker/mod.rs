@@ -15,4 +15,3 @@ pub use consumer::{Delivery, DlqConsumer};
 pub use error::{ActionFailure, BrokerError};
 pub use publisher::Confirm;
 pub use session::Session;
-pub use topology::delay_queue_name;

@@ -1,7 +1,7 @@
 //! One connection's worth of broker state: the connection, the publisher, the topology
 //! caches. The daemon opens a new session after a connection loss.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use lapin::Connection;
 
@@ -14,20 +14,25 @@ use crate::message::Message;
 
 /// A live connection with a confirm-mode publisher.
 pub struct Session {
-    conn: Connection,
+    conn: Arc<Connection>,
     publisher: Publisher,
     topology: Topology,
 }
 
 impl Session {
     pub async fn open(url: &str) -> Result<Self, BrokerError> {
-        let conn = connect(url).await?;
+        let conn = Arc::new(connect(url).await?);
         let publisher = Publisher::open(&conn).await?;
         Ok(Session {
             conn,
             publisher,
             topology: Topology::default(),
         })
+    }
+
+    /// The connection, for the stage movers (each opens channels of its own on it).
+    pub fn connection(&self) -> Arc<Connection> {
+        self.conn.clone()
     }
 
     pub fn is_connected(&self) -> bool {
@@ -51,23 +56,14 @@ impl Session {
             .await
     }
 
-    /// Ok when `queue` exists (cached).
-    pub async fn ensure_queue(&mut self, queue: &str) -> Result<(), ActionFailure> {
-        self.topology.ensure_exists(&self.conn, queue).await
-    }
-
     /// Ok when `exchange` exists (cached; "" always exists).
     pub async fn ensure_exchange(&mut self, exchange: &str) -> Result<(), ActionFailure> {
         self.topology.ensure_exchange(&self.conn, exchange).await
     }
 
-    /// The delay queue for `delay` in front of `target`, declared on first use.
-    pub async fn delay_queue(
-        &mut self,
-        delay: Duration,
-        target: &str,
-    ) -> Result<String, ActionFailure> {
-        self.topology.delay_queue(&self.conn, delay, target).await
+    /// Declare one of dlqd's stage queues (delay or left queue).
+    pub async fn declare_stage_queue(&self, name: &str) -> Result<(), ActionFailure> {
+        topology::declare_stage_queue(&self.conn, name).await
     }
 
     /// Ready messages in `queue`.

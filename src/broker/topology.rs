@@ -1,7 +1,8 @@
-//! Queues dlqd relies on but does not consume: whether a target queue exists (a passive
-//! declare on a throwaway channel, cached), the durable delay queues, queue depths.
+//! Queues dlqd relies on: whether an exchange exists (a passive declare on a throwaway
+//! channel, cached), dlqd's own stage queues (delay and left queues: durable classic
+//! queues without TTL or dead-lettering, declared whenever needed), queue depths.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions, QueueDeleteOptions};
@@ -9,22 +10,14 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection};
 
 use crate::broker::error::{ActionFailure, BrokerError};
-use crate::message::DELAY_QUEUE_PREFIX;
 
-/// How long a queue seen to exist is trusted to go on existing.
+/// How long an exchange seen to exist is trusted to go on existing.
 const EXISTS_TTL: Duration = Duration::from_secs(30);
 
-/// The delay queue for `delay` in front of `queue`: `dlqd.delay.<ms>ms.<queue>`.
-pub fn delay_queue_name(delay: Duration, queue: &str) -> String {
-    format!("{DELAY_QUEUE_PREFIX}{}ms.{queue}", delay.as_millis())
-}
-
-/// Caches of what has been checked or declared on this connection.
+/// Caches of what has been checked on this connection.
 #[derive(Default)]
 pub struct Topology {
-    exists: HashMap<String, Instant>,
     exchanges: HashMap<String, Instant>,
-    delay_queues: HashSet<String>,
 }
 
 async fn throwaway(conn: &Connection) -> Result<Channel, ActionFailure> {
@@ -45,24 +38,6 @@ fn short(name: &str) -> Result<ShortString, ActionFailure> {
 }
 
 impl Topology {
-    /// Ok when `queue` exists (checked at most every 30 s per queue).
-    pub async fn ensure_exists(
-        &mut self,
-        conn: &Connection,
-        queue: &str,
-    ) -> Result<(), ActionFailure> {
-        if let Some(seen) = self.exists.get(queue)
-            && seen.elapsed() < EXISTS_TTL
-        {
-            return Ok(());
-        }
-        queue_depth(conn, queue).await.map_err(|e| {
-            ActionFailure::new(format!("target queue '{queue}' is not available: {e}"))
-        })?;
-        self.exists.insert(queue.to_string(), Instant::now());
-        Ok(())
-    }
-
     /// Ok when `exchange` exists (checked at most every 30 s per exchange). A publish to a
     /// missing exchange would close the publishing channel, failing every publish in flight.
     pub async fn ensure_exchange(
@@ -102,41 +77,24 @@ impl Topology {
         self.exchanges.insert(exchange.to_string(), Instant::now());
         Ok(())
     }
+}
 
-    /// Declare (once per connection) the durable delay queue that holds messages for
-    /// `delay` and then dead-letters them into `target`; its name.
-    pub async fn delay_queue(
-        &mut self,
-        conn: &Connection,
-        delay: Duration,
-        target: &str,
-    ) -> Result<String, ActionFailure> {
-        let name = delay_queue_name(delay, target);
-        if self.delay_queues.contains(&name) {
-            return Ok(name);
-        }
-        let qname = short(&name)?;
-        let ttl = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-        let mut args = FieldTable::default();
-        args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString(LongString::from("")),
-        );
-        args.insert(
-            "x-dead-letter-routing-key".into(),
-            AMQPValue::LongString(LongString::from(target)),
-        );
-        let channel = throwaway(conn).await?;
-        let result = channel
-            .queue_declare(qname, QueueDeclareOptions::durable(), args)
-            .await;
-        close(channel).await;
-        result
-            .map_err(|e| ActionFailure::new(format!("cannot declare delay queue {name}: {e}")))?;
-        self.delay_queues.insert(name.clone());
-        Ok(name)
-    }
+/// Declare one of dlqd's stage queues (idempotent): durable, classic (a quorum queue
+/// would count every hand-back toward its delivery limit), no TTL, no dead-lettering.
+pub async fn declare_stage_queue(conn: &Connection, name: &str) -> Result<(), ActionFailure> {
+    let qname = short(name)?;
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("classic")),
+    );
+    let channel = throwaway(conn).await?;
+    let result = channel
+        .queue_declare(qname, QueueDeclareOptions::durable(), args)
+        .await;
+    close(channel).await;
+    result.map_err(|e| ActionFailure::new(format!("cannot declare queue {name}: {e}")))?;
+    Ok(())
 }
 
 /// The number of ready messages in `queue`; an error when it does not exist.
@@ -174,18 +132,4 @@ pub async fn delete_queue(conn: &Connection, queue: &str) -> Result<u32, BrokerE
         .await;
     close(channel).await;
     result.map_err(|e| BrokerError::amqp(format!("cannot delete queue {queue}"), &e))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn delay_queue_names_carry_the_delay_and_target() {
-        assert_eq!(
-            delay_queue_name(Duration::from_millis(1500), "orders"),
-            "dlqd.delay.1500ms.orders"
-        );
-        assert!(delay_queue_name(Duration::from_secs(1), "q").starts_with(DELAY_QUEUE_PREFIX));
-    }
 }

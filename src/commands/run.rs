@@ -1,20 +1,26 @@
 //! `dlqd run`: load the rules (file or --rule), work out the DLQ and the stop condition,
-//! and run the handler (src/daemon.rs) on a tokio runtime.
+//! and run the handler (src/daemon/) on a tokio runtime. Signals are the command's:
+//! SIGTERM/SIGINT become a stop, SIGHUP a reload (the file read and checked here; an
+//! invalid file keeps the old table), handed to the daemon on its control channel.
 
 use std::process::ExitCode;
 
+use std::path::PathBuf;
+
 use anyhow::Context;
-use tracing::warn;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
 
 use crate::audit::Audit;
 use crate::cli::RunArgs;
-use crate::daemon::{self, Config};
+use crate::daemon::{self, Config, Control};
 use crate::depth_watch;
 use crate::metrics::Metrics;
 use crate::metrics_server::MetricsServer;
 use crate::observer::Observer;
 use crate::progress::Progress;
 use crate::rules::{self, Diagnostic, Table};
+use crate::shutdown::{Signal, Signals};
 
 /// How often the DLQ's depth is read for the gauge and the progress bar.
 const DEPTH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
@@ -46,7 +52,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         queue,
         prefetch: args.prefetch,
         once: args.once,
-        rules_path,
         observer: observer.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -67,14 +72,58 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         // The gauge and the progress bar want the depth while messages flow.
         let watch = (metrics_addr.is_some() || observer.progress().is_visible())
             .then(|| depth_watch::spawn(url, config.queue.clone(), DEPTH_EVERY, observer.clone()));
-        let result = daemon::run(config, table).await;
+        let signals = Signals::install().context("cannot install signal handlers")?;
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let forward = tokio::spawn(forward_signals(signals, rules_path, control));
+        let result = daemon::run(config, table, control_rx).await;
         observer.finish();
-        for task in [server, watch].into_iter().flatten() {
+        for task in [server, watch, Some(forward)].into_iter().flatten() {
             task.abort();
         }
-        result.map_err(anyhow::Error::from)
+        let summary = result.map_err(anyhow::Error::from)?;
+        info!(summary = %summary, "run summary");
+        anyhow::Ok(summary)
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Turn signals into the daemon's controls until the daemon is gone.
+async fn forward_signals(
+    mut signals: Signals,
+    rules_path: Option<PathBuf>,
+    control: mpsc::UnboundedSender<Control>,
+) {
+    loop {
+        let c = match signals.recv().await {
+            Signal::Stop => Control::Stop,
+            Signal::Reload => match reload(rules_path.as_deref()) {
+                Some(table) => Control::Reload(Box::new(table)),
+                None => continue,
+            },
+        };
+        if control.send(c).is_err() {
+            return;
+        }
+    }
+}
+
+/// SIGHUP: the rules file again, or `None` (logged) when it is invalid or there is none.
+fn reload(path: Option<&std::path::Path>) -> Option<Table> {
+    let Some(path) = path else {
+        info!("SIGHUP: inline --rule table, nothing to reload");
+        return None;
+    };
+    match rules::load(path) {
+        Ok((table, warnings)) => {
+            log_warnings(&warnings);
+            info!(rules = %path.display(), "rules reloaded");
+            Some(table)
+        }
+        Err(e) => {
+            error!(error = %e, "reload failed; keeping the old rules");
+            None
+        }
+    }
 }
 
 fn log_warnings(diagnostics: &[Diagnostic]) {

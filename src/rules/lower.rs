@@ -133,7 +133,18 @@ fn lower_control(entry: &Entry, first: bool, out: &mut Lowered, sink: &mut Sink)
                 out.input_queue = Some(value.span);
             }
             Kw::RetryInt => match parse_duration(&value.text) {
-                Ok(d) => control.retry_interval = d,
+                Ok(d) => {
+                    if d < crate::stage::RETRY_INTERVAL_FLOOR {
+                        sink.push(
+                            Diagnostic::warning(
+                                value.span,
+                                "RETRYINT below 1s: dlqd raises it to 1s (left messages would otherwise be examined in a busy loop)",
+                            )
+                            .with_help("give RETRYINT(1s) or more"),
+                        );
+                    }
+                    control.retry_interval = d;
+                }
                 Err(e) => sink.push(bad_duration(kw, value, &e)),
             },
             Kw::Wait => {

@@ -1,0 +1,933 @@
+//! The handler behind `dlqd run`: one session per connection (reopened with capped
+//! backoff after a loss), in which the DLQ loop decides each dead letter (the same
+//! [`Decider`] the dry run uses) and carries it out, while one stage mover per dlqd
+//! queue moves delayed retries and left messages on when they are due.
+//! docs/delivery-path.md describes every hop and who confirms it.
+//!
+//! # The DLQ loop
+//!
+//! Many actions are in flight at once (up to `--prefetch` deliveries): each delivery's
+//! replacement is published at once (confirm + `mandatory`) and its confirm awaited in a
+//! FIFO ([`confirms`]); the [`AckWindow`] says which deliveries may then be acknowledged.
+//!
+//! A message left (ACTION(IGNORE), no rule, a failed action) goes to the left queue
+//! `dlqd.left.<DLQ>` and comes back to the DLQ RETRYINT later: the DLQ loop never stops
+//! for it, so new dead letters and delays are never held up by left messages, and
+//! several instances can share a DLQ. Under `--once` (WAIT(NO)) the left queue is
+//! emptied back onto the DLQ first, left messages go to the DLQ's tail marked with the
+//! run's id, and the run ends when it comes round to one of its own marks.
+//!
+//! # Stop and reload
+//!
+//! The command hands the daemon a [`Control`] channel: `Stop` finishes what is in flight
+//! (at most 8 s) and hands the rest back to the broker; `Reload` swaps the table.
+
+mod archive;
+pub mod confirms;
+pub mod mover;
+pub mod summary;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_lite::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::ack_window::{Ack, AckWindow};
+use crate::broker::{ActionFailure, BrokerError, Delivery, DlqConsumer, Session};
+use crate::dead_letter::DeadLetter;
+use crate::decide::{Decider, Outcome};
+use crate::message::Message;
+use crate::observer::{ActionEvent, Observer};
+use crate::outgoing::{self, ForwardInfo};
+use crate::rules::{Table, Wait};
+use crate::stage;
+
+use archive::Archives;
+use confirms::{Completion, Confirms, completion, ready};
+use mover::Movers;
+pub use summary::Summary;
+
+/// How long a stop may spend finishing the actions in flight.
+const STOP_GRACE: Duration = Duration::from_secs(8);
+/// How often an idle consumer checks whether WAIT(NO)/WAIT(d) should stop it.
+const IDLE_TICK: Duration = Duration::from_millis(250);
+/// How many times a left copy is attempted before the session is given up.
+const LEFT_ATTEMPTS: u32 = 3;
+/// The longest a delivery too large to copy is held before the channel is recycled.
+const HOLD_TOO_LARGE: Duration = Duration::from_secs(600);
+
+/// What `dlqd run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub url: String,
+    /// The DLQ (from --queue or INPUTQ).
+    pub queue: String,
+    pub prefetch: u16,
+    /// `--once`: WAIT(NO) whatever the rules say.
+    pub once: bool,
+    /// Where actions, connection state and depth are reported (metrics, audit, progress).
+    pub observer: Observer,
+}
+
+/// What the command asks of a running daemon.
+#[derive(Debug)]
+pub enum Control {
+    /// Stop taking messages, finish what is in flight, return.
+    Stop,
+    /// Use this table from now on.
+    Reload(Box<Table>),
+}
+
+/// Why the handler stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// Run the handler until it stops (WAIT, --once, a stop) or hits a fatal error; what it
+/// did, counted.
+pub async fn run(
+    config: Config,
+    table: Table,
+    control: mpsc::UnboundedReceiver<Control>,
+) -> Result<Summary, DaemonError> {
+    let retry_interval = stage::retry_interval(table.control.retry_interval);
+    let (stop_tx, _) = watch::channel(false);
+    let (ri_tx, _) = watch::channel(retry_interval);
+    let mut daemon = Daemon {
+        retry_interval,
+        wait: effective_wait(&config, &table),
+        decider: Decider::new(table),
+        config,
+        control,
+        archives: Archives::default(),
+        stopping: false,
+        last_work: Instant::now(),
+        stop_tx,
+        ri_tx,
+        run_id: new_pass_id(),
+        summary: Summary::default(),
+    };
+    daemon.run().await?;
+    Ok(daemon.summary)
+}
+
+fn effective_wait(config: &Config, table: &Table) -> Wait {
+    if config.once {
+        Wait::No
+    } else {
+        table.control.wait
+    }
+}
+
+/// The wall clock in ms since the epoch (the marks dlqd puts on messages use it).
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A run id: unique enough across runs and instances.
+fn new_pass_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    (nanos ^ (u64::from(std::process::id()) << 40) ^ n.rotate_left(20)) & (i64::MAX as u64)
+}
+
+struct Daemon {
+    config: Config,
+    decider: Decider,
+    retry_interval: Duration,
+    wait: Wait,
+    control: mpsc::UnboundedReceiver<Control>,
+    archives: Archives,
+    stopping: bool,
+    last_work: Instant,
+    stop_tx: watch::Sender<bool>,
+    ri_tx: watch::Sender<Duration>,
+    /// Marks the DLQ copies a `--once` run leaves, to know when it has come round.
+    run_id: u64,
+    summary: Summary,
+}
+
+/// How one consumption of the DLQ ended.
+enum PassEnd {
+    /// `--once`: came round to a message this run left.
+    CameRound,
+    /// WAIT(NO) and the DLQ is empty, or WAIT(d) ran out.
+    NothingToDo,
+    /// A stop was asked for.
+    Stopped,
+    /// A delivery too large to copy has been held long enough: close the channel (the
+    /// broker takes it back) and consume again.
+    Recycle,
+}
+
+/// What an action in flight is, for logging and for what to do if it fails.
+#[derive(Debug, Clone)]
+enum Kind {
+    /// Straight to the target queue.
+    Retry {
+        attempt: u32,
+    },
+    /// Into a delay queue (declared again and re-sent once if it is missing).
+    Park {
+        attempt: u32,
+        redeclared: bool,
+    },
+    Forward,
+    Discard,
+    /// A left copy: to the left queue (or, under `--once`, the DLQ's tail).
+    Left {
+        attempts: u32,
+        retries: Option<u32>,
+        redeclared: bool,
+    },
+}
+
+/// One delivery whose action is in flight.
+struct InFlight {
+    /// What was published (for a left copy: the copy, to re-send it).
+    message: Message,
+    /// The queue or exchange it was published to.
+    published_to: (String, String),
+    kind: Kind,
+    action: &'static str,
+    line: Option<u32>,
+    target: String,
+    /// When the delivery arrived (for the processing-latency metric).
+    since: Instant,
+    delay_ms: Option<u64>,
+}
+
+fn message_id(m: &Message) -> &str {
+    m.properties.message_id.as_deref().unwrap_or("")
+}
+
+/// The deliveries of one consumption of the DLQ.
+#[derive(Default)]
+struct Pass {
+    states: HashMap<u64, InFlight>,
+    window: AckWindow,
+    /// When the oldest held delivery was held.
+    held_since: Option<Instant>,
+}
+
+impl Daemon {
+    fn once(&self) -> bool {
+        self.wait == Wait::No
+    }
+
+    async fn run(&mut self) -> Result<(), DaemonError> {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        let mut warned_retention = false;
+        loop {
+            if self.stopping {
+                return Ok(());
+            }
+            let opened = tokio::select! {
+                s = Session::open(&self.config.url) => Some(s),
+                c = self.control.recv() => { self.on_control(c); None }
+            };
+            let Some(opened) = opened else { continue };
+            let mut session = match opened {
+                Ok(s) => s,
+                Err(e) if e.is_fatal() => return Err(e.into()),
+                Err(e) => {
+                    warn!(error = %e, "broker unavailable; will retry");
+                    self.pause(backoff.next_delay()).await;
+                    continue;
+                }
+            };
+            info!(queue = %self.config.queue, url = %crate::broker::redact(&self.config.url), "connected");
+            if !warned_retention && !self.once() {
+                warned_retention = true;
+                warn!(queue = %self.config.queue, left_queue = %stage::left_queue(&self.config.queue),
+                    "dlqd cannot read a queue's arguments over AMQP: if the DLQ has x-message-ttl or x-expires \
+                     (or a policy setting them), a message dlqd leaves waits RETRYINT in the left queue and its \
+                     age on the DLQ starts again each time it comes back; give the left queue the same policy");
+            }
+            self.config.observer.connected(true);
+            let ended = self.run_session(&mut session, &mut backoff).await;
+            self.config.observer.connected(false);
+            match ended {
+                Ok(()) => {
+                    session.close().await;
+                    return Ok(());
+                }
+                Err(e) if e.is_fatal() => {
+                    session.close().await;
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    warn!(error = %e, "session lost; reconnecting");
+                    session.close().await;
+                    self.pause(backoff.next_delay()).await;
+                }
+            }
+        }
+    }
+
+    /// Sleep, unless a stop comes first.
+    async fn pause(&mut self, d: Duration) {
+        let until = tokio::time::Instant::now() + d;
+        while !self.stopping {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return,
+                c = self.control.recv() => self.on_control(c),
+            }
+        }
+    }
+
+    fn on_control(&mut self, c: Option<Control>) {
+        match c {
+            // The command went away: nobody can ask for a stop any more, so stop.
+            None | Some(Control::Stop) => {
+                if !self.stopping {
+                    info!("stop requested; finishing the messages in flight");
+                }
+                self.stopping = true;
+                self.stop_tx.send_replace(true);
+            }
+            Some(Control::Reload(table)) => {
+                if table
+                    .control
+                    .input_queue
+                    .as_deref()
+                    .is_some_and(|q| q != self.config.queue)
+                {
+                    warn!("INPUTQ changed; the new queue takes effect after a restart");
+                }
+                self.retry_interval = stage::retry_interval(table.control.retry_interval);
+                self.ri_tx.send_replace(self.retry_interval);
+                self.wait = effective_wait(&self.config, &table);
+                self.decider = Decider::new(*table);
+            }
+        }
+    }
+
+    fn movers(&self, session: &Session) -> Movers {
+        Movers {
+            conn: session.connection(),
+            dlq: self.config.queue.clone(),
+            once: self.once(),
+            stop: self.stop_tx.subscribe(),
+            retry_interval: self.ri_tx.subscribe(),
+            observer: self.config.observer.clone(),
+        }
+    }
+
+    fn stage_queues(&self) -> Vec<String> {
+        let mut queues = stage::delay_queues(&self.config.queue);
+        queues.push(stage::left_queue(&self.config.queue));
+        queues
+    }
+
+    async fn run_session(
+        &mut self,
+        session: &mut Session,
+        backoff: &mut Backoff,
+    ) -> Result<(), BrokerError> {
+        // The DLQ must exist (a consumer of a missing queue is a fatal error); then the
+        // stage queues, whatever an operator deleted since.
+        if let Err(f) = session.queue_depth(&self.config.queue).await {
+            return Err(BrokerError::Amqp {
+                context: format!("cannot consume queue '{}'", self.config.queue),
+                fatal: f.reason.contains("NOT_FOUND") || f.reason.contains("ACCESS_REFUSED"),
+                reason: f.reason,
+            });
+        }
+        for q in self.stage_queues() {
+            session
+                .declare_stage_queue(&q)
+                .await
+                .map_err(|f| BrokerError::Amqp {
+                    context: format!("cannot declare dlqd's queue {q}"),
+                    fatal: f.reason.contains("ACCESS_REFUSED"),
+                    reason: f.reason,
+                })?;
+        }
+        let movers = self.movers(session);
+        let tasks: Vec<_> = self
+            .stage_queues()
+            .into_iter()
+            .map(|q| tokio::spawn(movers.clone().run(q)))
+            .collect();
+        let mut tasks = Some(tasks);
+        if self.once() {
+            // Due retries out, left messages back onto the DLQ, before the pass.
+            self.join_movers(tasks.take().unwrap_or_default()).await;
+        }
+        let result = loop {
+            if self.stopping {
+                break Ok(());
+            }
+            match self.run_pass(session).await {
+                Err(e) => break Err(e),
+                Ok(PassEnd::Recycle) => {
+                    backoff.reset();
+                    continue;
+                }
+                Ok(PassEnd::CameRound) => {
+                    info!("came round the DLQ; nothing more to do now (WAIT(NO))");
+                    break Ok(());
+                }
+                Ok(PassEnd::Stopped | PassEnd::NothingToDo) => break Ok(()),
+            }
+        };
+        // The movers end with the session (a stop, WAIT, or a lost connection).
+        self.stop_tx.send_replace(true);
+        if let Some(tasks) = tasks {
+            self.join_movers(tasks).await;
+        }
+        if !self.stopping {
+            self.stop_tx.send_replace(false);
+        }
+        if self.once() && result.is_ok() {
+            let mut waiting = 0u64;
+            for q in stage::delay_queues(&self.config.queue) {
+                waiting += u64::from(session.queue_depth(&q).await.unwrap_or(0));
+            }
+            self.summary.waiting = Some(waiting);
+        }
+        result
+    }
+
+    async fn join_movers(&mut self, tasks: Vec<tokio::task::JoinHandle<mover::Moved>>) {
+        for t in tasks {
+            if let Ok(m) = t.await {
+                self.summary.delivered += m.retried;
+                self.summary.refused += m.refused;
+            }
+        }
+    }
+
+    async fn run_pass(&mut self, session: &mut Session) -> Result<PassEnd, BrokerError> {
+        let mut consumer = session
+            .consume(&self.config.queue, self.config.prefetch)
+            .await?;
+        let mut pass = Pass::default();
+        let mut confirms = Confirms::default();
+        let mut end: Option<PassEnd> = None;
+        let mut stop_deadline: Option<tokio::time::Instant> = None;
+        let mut last_delivery = Instant::now();
+        let result = loop {
+            if self.stopping && end.is_none() {
+                end = Some(PassEnd::Stopped);
+                let _ = consumer.cancel().await;
+            }
+            if self.stopping && stop_deadline.is_none() {
+                stop_deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
+            }
+            if end.is_none()
+                && pass
+                    .held_since
+                    .is_some_and(|t| t.elapsed() >= self.retry_interval.min(HOLD_TOO_LARGE))
+            {
+                end = Some(PassEnd::Recycle);
+                let _ = consumer.cancel().await;
+            }
+            if end.is_some() && confirms.is_empty() {
+                break Ok(());
+            }
+            let deadline = stop_deadline
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                c = self.control.recv() => self.on_control(c),
+                Some((tag, result)) = confirms.next(), if !confirms.is_empty() => {
+                    if let Err(e) = self.completed(session, &mut pass, &mut confirms, tag, result).await {
+                        break Err(e);
+                    }
+                }
+                d = consumer.next(), if end.is_none() => match d {
+                    None => break Err(BrokerError::Amqp {
+                        context: format!("consumer of '{}'", self.config.queue),
+                        reason: "cancelled by the broker".into(),
+                        fatal: false,
+                    }),
+                    Some(Err(e)) => break Err(e),
+                    Some(Ok(d)) => {
+                        last_delivery = Instant::now();
+                        if let Some(e) = self.take(session, &mut pass, &mut confirms, d).await {
+                            end = Some(e);
+                            let _ = consumer.cancel().await;
+                        }
+                    }
+                },
+                _ = tokio::time::sleep(IDLE_TICK), if end.is_none() && confirms.is_empty() => {
+                    if last_delivery.elapsed() >= IDLE_TICK && self.idle_should_stop(session).await {
+                        end = Some(PassEnd::NothingToDo);
+                        let _ = consumer.cancel().await;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline), if stop_deadline.is_some() => {
+                    warn!(in_flight = confirms.len(), "stop grace period over; the broker will redeliver what is unacknowledged");
+                    break Ok(());
+                }
+            }
+            // Whatever else is already confirmed, before one ack for the lot.
+            let mut failed = None;
+            while let Some(Some((tag, result))) =
+                futures_lite::future::poll_once(confirms.next()).await
+            {
+                if let Err(e) = self
+                    .completed(session, &mut pass, &mut confirms, tag, result)
+                    .await
+                {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            if let Some(e) = failed {
+                break Err(e);
+            }
+            if let Err(e) = send_acks(&consumer, &mut pass.window).await {
+                break Err(e);
+            }
+        };
+        consumer.close().await;
+        result?;
+        Ok(match end {
+            _ if self.stopping => PassEnd::Stopped,
+            Some(e) => e,
+            None => PassEnd::Stopped,
+        })
+    }
+
+    /// Under WAIT(NO): the DLQ is empty. Under WAIT(d): no new work for d.
+    async fn idle_should_stop(&mut self, session: &Session) -> bool {
+        match self.wait {
+            Wait::Yes => false,
+            Wait::For(d) => {
+                if self.last_work.elapsed() >= d {
+                    info!("no new work for the WAIT time; stopping");
+                    true
+                } else {
+                    false
+                }
+            }
+            Wait::No => match session.queue_depth(&self.config.queue).await {
+                Ok(0) => {
+                    self.config.observer.depth(0);
+                    info!("the DLQ is empty (WAIT(NO)); stopping");
+                    true
+                }
+                Ok(n) => {
+                    self.config.observer.depth(u64::from(n));
+                    false
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot read the DLQ depth");
+                    false
+                }
+            },
+        }
+    }
+
+    /// Publish a left copy of `message`: to the left queue, or under `--once` to the
+    /// DLQ's tail with this run's mark.
+    async fn publish_left(
+        &mut self,
+        session: &mut Session,
+        message: &Message,
+        retries: Option<u32>,
+    ) -> (Message, (String, String), Completion) {
+        let now = now_ms();
+        let (queue, copy) = if self.once() {
+            (
+                self.config.queue.clone(),
+                outgoing::for_dlq(message, now, self.run_id, retries),
+            )
+        } else {
+            let p = stage::park_left(
+                &self.config.queue,
+                &outgoing::for_left(message, retries),
+                now,
+            );
+            (p.queue, p.message)
+        };
+        let confirm = session.publish("", &queue, &copy).await;
+        (copy, (String::new(), queue), completion(0, confirm))
+    }
+
+    /// Take one delivery: decide and start its action. Returns how the pass ends when
+    /// this delivery shows a `--once` run has come round.
+    async fn take(
+        &mut self,
+        session: &mut Session,
+        pass: &mut Pass,
+        confirms: &mut Confirms,
+        d: Delivery,
+    ) -> Option<PassEnd> {
+        let Delivery { tag, message, .. } = d;
+        let since = Instant::now();
+        if self.once() && outgoing::pass_of(&message) == Some(self.run_id) {
+            // Handed back to the queue when the consumer channel closes.
+            return Some(PassEnd::CameRound);
+        }
+        pass.window.take(tag);
+        let back_from_left = outgoing::examined_at(&message).is_some();
+        let (decision, destq, reason) = {
+            let dl = DeadLetter::new(&message);
+            let decision = self.decider.decide(&dl);
+            (decision, dl.destq.clone(), dl.reason.clone())
+        };
+        if !(back_from_left && decision.outcome == Outcome::Leave) {
+            self.last_work = Instant::now();
+        }
+        let line = decision.line;
+        let mut delay_ms = None;
+        let mut published_to = (String::new(), String::new());
+        let mut sent = message.clone();
+        let (kind, action, target, fut): (Kind, &'static str, String, Completion) =
+            match decision.outcome {
+                Outcome::Retry {
+                    queue: target,
+                    delay,
+                    attempt,
+                } => {
+                    delay_ms = Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+                    let copy = outgoing::for_retry(&message, attempt);
+                    match stage::park_retry(&self.config.queue, &copy, &target, delay, now_ms()) {
+                        Some(p) => {
+                            let c = session.publish("", &p.queue, &p.message).await;
+                            published_to = (String::new(), p.queue);
+                            sent = p.message;
+                            (
+                                Kind::Park {
+                                    attempt,
+                                    redeclared: false,
+                                },
+                                "retry",
+                                target,
+                                completion(tag, c),
+                            )
+                        }
+                        None => {
+                            let c = session.publish("", &target, &copy).await;
+                            (Kind::Retry { attempt }, "retry", target, completion(tag, c))
+                        }
+                    }
+                }
+                Outcome::Forward {
+                    exchange,
+                    routing_key,
+                    keep_headers,
+                } => {
+                    let info = ForwardInfo {
+                        rule_line: line,
+                        original_queue: &destq,
+                        reason: &reason,
+                        keep_headers,
+                    };
+                    let copy = outgoing::for_forward(&message, &info);
+                    let target = if exchange.is_empty() {
+                        routing_key.clone()
+                    } else {
+                        format!("{exchange}/{routing_key}")
+                    };
+                    let fut = match session.ensure_exchange(&exchange).await {
+                        Ok(()) => {
+                            completion(tag, session.publish(&exchange, &routing_key, &copy).await)
+                        }
+                        Err(f) => ready(tag, Err(f)),
+                    };
+                    (Kind::Forward, "forward", target, fut)
+                }
+                Outcome::Discard { archive } => {
+                    let result = match &archive {
+                        Some(path) => self.archives.write(path, &message),
+                        None => Ok(()),
+                    };
+                    let target = archive.map(|p| p.display().to_string()).unwrap_or_default();
+                    (Kind::Discard, "discard", target, ready(tag, result))
+                }
+                Outcome::Leave => {
+                    let (copy, to, fut) = self.publish_left(session, &message, None).await;
+                    sent = copy;
+                    let target = to.1.clone();
+                    published_to = to;
+                    (
+                        Kind::Left {
+                            attempts: 1,
+                            retries: None,
+                            redeclared: false,
+                        },
+                        "leave",
+                        target,
+                        retag(tag, fut),
+                    )
+                }
+            };
+        pass.states.insert(
+            tag,
+            InFlight {
+                message: if matches!(kind, Kind::Left { .. } | Kind::Park { .. }) {
+                    sent
+                } else {
+                    message
+                },
+                published_to,
+                kind,
+                action,
+                line,
+                target,
+                since,
+                delay_ms,
+            },
+        );
+        confirms.push(fut);
+        None
+    }
+
+    /// An in-flight action as the observer (metrics, audit) sees it.
+    fn event<'a>(&'a self, state: &'a InFlight, id: &'a str) -> ActionEvent<'a> {
+        ActionEvent {
+            queue: &self.config.queue,
+            message_id: (!id.is_empty()).then_some(id),
+            rule: state.line,
+            action: state.action,
+            target: (!state.target.is_empty()).then_some(state.target.as_str()),
+            delay_ms: state.delay_ms,
+            attempt: match state.kind {
+                Kind::Retry { attempt } | Kind::Park { attempt, .. } => Some(attempt),
+                _ => None,
+            },
+        }
+    }
+
+    /// An action finished: log it, mark the delivery done, or leave the message.
+    async fn completed(
+        &mut self,
+        session: &mut Session,
+        pass: &mut Pass,
+        confirms: &mut Confirms,
+        tag: u64,
+        result: Result<(), ActionFailure>,
+    ) -> Result<(), BrokerError> {
+        let Some(state) = pass.states.remove(&tag) else {
+            return Ok(());
+        };
+        let id = message_id(&state.message).to_string();
+        if result.is_err() && !session.is_connected() {
+            // Not this action's fault: the broker will redeliver it to the next session.
+            return Err(BrokerError::Amqp {
+                context: "connection lost".into(),
+                reason: result.err().map(|f| f.reason).unwrap_or_default(),
+                fatal: false,
+            });
+        }
+        let f = match result {
+            Ok(()) => {
+                info!(message_id = %id, rule = state.line, action = state.action, target = %state.target, "done");
+                self.config
+                    .observer
+                    .done(&self.event(&state, &id), state.since.elapsed());
+                self.summary.done(state.action);
+                pass.window.finish(tag);
+                return Ok(());
+            }
+            Err(f) => f,
+        };
+        match state.kind.clone() {
+            // dlqd's own queue was deleted: declare it again and re-send, once.
+            Kind::Park {
+                attempt,
+                redeclared: false,
+            } if f.is_no_route() => {
+                self.redeclare_and_resend(session, pass, confirms, tag, state, &f, |_| Kind::Park {
+                    attempt,
+                    redeclared: true,
+                })
+                .await
+            }
+            Kind::Left {
+                attempts,
+                retries,
+                redeclared: false,
+            } if f.is_no_route() && !self.once() => {
+                self.redeclare_and_resend(session, pass, confirms, tag, state, &f, |_| Kind::Left {
+                    attempts,
+                    retries,
+                    redeclared: true,
+                })
+                .await
+            }
+            Kind::Left { .. } if f.too_large => {
+                // No copy can carry dlqd's marks: leave the delivery itself on the DLQ,
+                // unacknowledged; it goes back to the queue when the channel closes.
+                warn!(message_id = %id, reason = %f.reason,
+                    "message too large to copy; left unacknowledged on the DLQ for now");
+                pass.window.hold(tag);
+                pass.held_since.get_or_insert_with(Instant::now);
+                Ok(())
+            }
+            Kind::Left {
+                attempts,
+                retries,
+                redeclared,
+            } => {
+                if attempts >= LEFT_ATTEMPTS {
+                    return Err(BrokerError::Amqp {
+                        context: format!("cannot leave message {id:?}"),
+                        reason: f.reason,
+                        fatal: false,
+                    });
+                }
+                warn!(message_id = %id, reason = %f.reason, "left copy failed; trying again");
+                self.config
+                    .observer
+                    .metrics()
+                    .failure(state.action, crate::observer::cause_of(&f.reason));
+                let (ex, rk) = state.published_to.clone();
+                let confirm = session.publish(&ex, &rk, &state.message).await;
+                pass.states.insert(
+                    tag,
+                    InFlight {
+                        kind: Kind::Left {
+                            attempts: attempts + 1,
+                            retries,
+                            redeclared,
+                        },
+                        ..state
+                    },
+                );
+                confirms.push(completion(tag, confirm));
+                Ok(())
+            }
+            kind => {
+                let retries = match kind {
+                    Kind::Retry { attempt } | Kind::Park { attempt, .. } => Some(attempt),
+                    _ => None,
+                };
+                warn!(message_id = %id, rule = state.line, action = state.action, target = %state.target,
+                    reason = %f.reason, "action failed; the message is left");
+                self.config
+                    .observer
+                    .failed(&self.event(&state, &id), &f.reason);
+                self.summary.failed(state.action);
+                // The original (a parked copy carries stage marks: they are replaced).
+                let mut original = state.message.clone();
+                stage::strip_marks(&mut original);
+                let (copy, to, fut) = self.publish_left(session, &original, retries).await;
+                let target = to.1.clone();
+                pass.states.insert(
+                    tag,
+                    InFlight {
+                        message: copy,
+                        published_to: to,
+                        kind: Kind::Left {
+                            attempts: 1,
+                            retries,
+                            redeclared: false,
+                        },
+                        action: "leave",
+                        line: state.line,
+                        target,
+                        since: state.since,
+                        delay_ms: None,
+                    },
+                );
+                confirms.push(retag(tag, fut));
+                Ok(())
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn redeclare_and_resend(
+        &mut self,
+        session: &mut Session,
+        pass: &mut Pass,
+        confirms: &mut Confirms,
+        tag: u64,
+        state: InFlight,
+        f: &ActionFailure,
+        kind: impl FnOnce(&Kind) -> Kind,
+    ) -> Result<(), BrokerError> {
+        let (ex, rk) = state.published_to.clone();
+        debug!(queue = %rk, reason = %f.reason, "dlqd's queue is missing; declaring it again");
+        let confirm = match session.declare_stage_queue(&rk).await {
+            Ok(()) => completion(tag, session.publish(&ex, &rk, &state.message).await),
+            Err(e) => ready(tag, Err(e)),
+        };
+        let kind = kind(&state.kind);
+        pass.states.insert(tag, InFlight { kind, ..state });
+        confirms.push(confirm);
+        Ok(())
+    }
+}
+
+/// The same completion, for delivery `tag`.
+fn retag(tag: u64, c: Completion) -> Completion {
+    Box::pin(async move { (tag, c.await.1) })
+}
+
+/// Send what the window says may be acknowledged.
+async fn send_acks(consumer: &DlqConsumer, window: &mut AckWindow) -> Result<(), BrokerError> {
+    for ack in window.acks() {
+        match ack {
+            Ack::UpTo(tag) => consumer.ack_upto(tag).await?,
+            Ack::One(tag) => consumer.ack_one(tag).await?,
+        }
+    }
+    Ok(())
+}
+
+/// Capped exponential backoff for reconnecting.
+struct Backoff {
+    first: Duration,
+    cap: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(first: Duration, cap: Duration) -> Self {
+        Backoff {
+            first,
+            cap,
+            next: first,
+        }
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.cap);
+        d
+    }
+
+    fn reset(&mut self) {
+        self.next = self.first;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        let got: Vec<_> = (0..4).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(got, vec![100, 200, 350, 350]);
+        b.reset();
+        assert_eq!(b.next_delay().as_millis(), 100);
+    }
+
+    #[test]
+    fn pass_ids_differ_and_fit_an_i64() {
+        let a = new_pass_id();
+        let b = new_pass_id();
+        assert_ne!(a, b);
+        assert!(a <= i64::MAX as u64 && b <= i64::MAX as u64);
+    }
+}

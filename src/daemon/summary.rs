@@ -1,0 +1,90 @@
+//! What one `dlqd run` did, counted for the end-of-run summary: actions done and failed
+//! by action, messages left, delayed retries moved, and what still waits.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Counts by action name.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Summary {
+    pub done: BTreeMap<&'static str, u64>,
+    pub failed: BTreeMap<&'static str, u64>,
+    /// Delayed retries delivered to their target by the movers.
+    pub delivered: u64,
+    /// Delayed retries their target refused at the end of the delay.
+    pub refused: u64,
+    /// Messages waiting in dlqd's delay queues when the run ended (`--once`).
+    pub waiting: Option<u64>,
+}
+
+impl Summary {
+    pub fn done(&mut self, action: &'static str) {
+        *self.done.entry(action).or_default() += 1;
+    }
+
+    pub fn failed(&mut self, action: &'static str) {
+        *self.failed.entry(action).or_default() += 1;
+    }
+
+    /// Actions that failed (a refused delayed retry included).
+    pub fn failures(&self) -> u64 {
+        self.failed.values().sum::<u64>() + self.refused
+    }
+}
+
+fn counts(f: &mut fmt::Formatter<'_>, m: &BTreeMap<&'static str, u64>) -> fmt::Result {
+    if m.is_empty() {
+        return write!(f, "none");
+    }
+    for (i, (k, v)) in m.iter().enumerate() {
+        if i > 0 {
+            write!(f, ", ")?;
+        }
+        write!(f, "{k} {v}")?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "done: ")?;
+        counts(f, &self.done)?;
+        write!(f, "; failed: ")?;
+        counts(f, &self.failed)?;
+        write!(
+            f,
+            "; delayed retries delivered {}, refused by their target {}",
+            self.delivered, self.refused
+        )?;
+        if let Some(n) = self.waiting {
+            write!(f, "; {n} wait in dlqd's delay queues for a later run")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_reads_as_a_sentence() {
+        let mut s = Summary::default();
+        s.done("forward");
+        s.done("forward");
+        s.done("leave");
+        s.failed("retry");
+        s.refused = 1;
+        s.waiting = Some(3);
+        assert_eq!(
+            s.to_string(),
+            "done: forward 2, leave 1; failed: retry 1; delayed retries delivered 0, \
+             refused by their target 1; 3 wait in dlqd's delay queues for a later run"
+        );
+        assert_eq!(s.failures(), 2);
+        assert_eq!(
+            Summary::default().to_string(),
+            "done: none; failed: none; delayed retries delivered 0, refused by their target 0"
+        );
+    }
+}
