@@ -12,7 +12,9 @@
 #   1. shovel   — RabbitMQ's own dynamic shovel (ack-mode on-confirm, src-delete-after
 #                 queue-length) moving COUNT persistent SIZE-byte messages to another queue;
 #   2. dlqd     — `dlqd run --once` (release build) with one forward rule doing the same;
-#   3. dlqd1000 — the same with a RULES-rule table whose forward rule is the last one.
+#   3. dlqd1000 — the same with a RULES-rule table whose forward rule is the last one;
+#   4. old      — (only with DLQD_OLD=/path/to/an/older/dlqd, and "old" in KINDS) that
+#                 binary doing what dlqd does in 2., to compare two builds in one run.
 # The clock (examples/drain_bench.rs `wait`) starts when the source queue first shrinks and
 # stops when the target holds every message, so neither mover's start-up is counted. Every
 # run checks that all COUNT messages arrived. It prints per-round rates, then medians and
@@ -21,7 +23,7 @@
 # ("Maximum resident set size"; target < 64 MiB). BIG=0 skips that part.
 #
 # Environment: COUNT (100000), SIZE (1024), RULES (1000), BIG (1000000), KINDS (which
-# movers: "shovel dlqd dlqd1000"), PREFETCH (dlqd's default unless set), DLQD_BENCH_URL (amqp://guest:guest@127.0.0.1:5672/%2f).
+# movers: "shovel dlqd dlqd1000", plus "old" with DLQD_OLD), PREFETCH (dlqd's default unless set), DLQD_BENCH_URL (amqp://guest:guest@127.0.0.1:5672/%2f).
 # dlqd's logs (one line per action, the default info level) go to a file in the work dir.
 set -euo pipefail
 
@@ -103,6 +105,13 @@ move_with() {
                 --rule "ACTION(FWD) FWDQ($dst)" 2>"$WORK/dlqd.$round.log" || status=$?
             ((status == 0)) || die "dlqd exited $status; log: $WORK/dlqd.$round.log"
             ;;
+        old)
+            [[ -x ${DLQD_OLD:-} ]] || die "kind 'old' needs DLQD_OLD=/path/to/dlqd"
+            status=0
+            "$DLQD_OLD" run --url "$URL" --once --queue "$src" "${PREFETCH_ARGS[@]}" \
+                --rule "ACTION(FWD) FWDQ($dst)" 2>"$WORK/old.$round.log" || status=$?
+            ((status == 0)) || die "old dlqd exited $status; log: $WORK/old.$round.log"
+            ;;
         dlqd1000)
             make_rules "$WORK/rules.$round" "$dst"
             status=0
@@ -126,6 +135,7 @@ label() {
         shovel) echo "shovel" ;;
         dlqd) echo "dlqd (1 rule)" ;;
         dlqd1000) echo "dlqd ($RULES rules)" ;;
+        old) echo "old dlqd (1 rule)" ;;
     esac
 }
 
@@ -149,6 +159,9 @@ done
 echo "${line%,}"
 if [[ -n ${MEDIAN[shovel]:-} && -n ${MEDIAN[dlqd]:-} ]]; then
     awk -v d="${MEDIAN[dlqd]}" -v s="${MEDIAN[shovel]}" 'BEGIN {r = d / s; printf "ratio dlqd/shovel: %.2f (target >= 1.00: %s)\n", r, (r >= 1 ? "met" : "NOT met")}'
+fi
+if [[ -n ${MEDIAN[old]:-} && -n ${MEDIAN[dlqd]:-} ]]; then
+    awk -v d="${MEDIAN[dlqd]}" -v o="${MEDIAN[old]}" 'BEGIN {printf "ratio dlqd/old dlqd: %.2f\n", d / o}'
 fi
 if [[ -n ${MEDIAN[dlqd1000]:-} && -n ${MEDIAN[dlqd]:-} ]]; then
     awk -v k="${MEDIAN[dlqd1000]}" -v d="${MEDIAN[dlqd]}" -v n="$RULES" 'BEGIN {r = k / d; printf "ratio dlqd %d rules / 1 rule: %.2f (target >= 0.90: %s)\n", n, r, (r >= 0.9 ? "met" : "NOT met")}'

@@ -21,8 +21,8 @@ async fn two_instances_share_a_dlq(delay: Option<&str>) {
     lab.queue(&dlq, &[]).await;
     lab.work_queue(&work, &dlq, Way::Reject).await;
     lab.queue(&parked, &[]).await;
-    let delay_queue = delay.map(|d| format!("dlqd.delay.{d}.{work}"));
-    if let Some(q) = &delay_queue {
+    let own_queues = ::dlqd::stage::delay_queues(&dlq);
+    for q in own_queues.iter().chain([&::dlqd::stage::left_queue(&dlq)]) {
         lab.adopt(q);
     }
 
@@ -92,8 +92,12 @@ async fn two_instances_share_a_dlq(delay: Option<&str>) {
         Some(0),
         "nothing left in the work queue"
     );
-    if let Some(q) = &delay_queue {
-        assert_eq!(lab.count(q).await.unwrap_or(0), 0, "nothing left delayed");
+    for q in &own_queues {
+        assert_eq!(
+            lab.count(q).await.unwrap_or(0),
+            0,
+            "nothing left delayed in {q}"
+        );
     }
     assert_eq!(
         rejections.load(std::sync::atomic::Ordering::Relaxed),

@@ -85,9 +85,11 @@ impl Act {
 /// Where a copy of a message can be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Place {
+    /// The DLQ or dlqd's left queue for it.
     Dlq,
     Work(Way),
-    Delay(Way),
+    /// One of dlqd's delay queues for the DLQ.
+    Delay,
     Parked,
     Fwd,
     FwdEx,
@@ -178,9 +180,6 @@ impl Mix {
         lab.queue(&mix.fwd, &[]).await;
         lab.queue(&mix.fwdex_queue, &[]).await;
         lab.topic_to(&mix.exchange, &mix.fwdex_queue).await;
-        for w in WAYS {
-            lab.adopt(&mix.delay_queue(w));
-        }
 
         let mut publishes = Vec::new();
         let mut rejects = 0;
@@ -210,11 +209,12 @@ impl Mix {
             "only the filler is left in the overflow queue"
         );
         std::fs::write(&mix.rules, mix.rules_text()).expect("rules file");
+        // dlqd declares these; they go with the rest at cleanup.
+        lab.adopt(&dlqd::stage::left_queue(&mix.dlq));
+        for q in dlqd::stage::delay_queues(&mix.dlq) {
+            lab.adopt(&q);
+        }
         mix
-    }
-
-    pub fn delay_queue(&self, way: Way) -> String {
-        format!("dlqd.delay.1000ms.{}", self.work[&way])
     }
 
     pub fn rules_text(&self) -> String {
@@ -250,9 +250,12 @@ impl Mix {
             (Place::Fwd, self.fwd.clone()),
             (Place::FwdEx, self.fwdex_queue.clone()),
         ];
+        v.push((Place::Dlq, dlqd::stage::left_queue(&self.dlq)));
         for w in WAYS {
             v.push((Place::Work(w), self.work[&w].clone()));
-            v.push((Place::Delay(w), self.delay_queue(w)));
+        }
+        for q in dlqd::stage::delay_queues(&self.dlq) {
+            v.push((Place::Delay, q));
         }
         v
     }
@@ -278,7 +281,7 @@ impl Mix {
                 let n = lab.count(&q).await.unwrap_or(0);
                 match place {
                     Place::Dlq => continue,
-                    Place::Delay(_) => delayed += n,
+                    Place::Delay => delayed += n,
                     _ => out += n,
                 }
                 moving.push(n);
@@ -339,7 +342,7 @@ impl Mix {
             c.duplicates += places.len() - 1;
             let ok = allowed(*act, *way);
             let unfinished = |p: &Place| {
-                matches!(p, Place::Dlq | Place::Work(_) | Place::Delay(_)) && !ok.contains(p)
+                matches!(p, Place::Dlq | Place::Work(_) | Place::Delay) && !ok.contains(p)
             };
             c.unfinished += places.iter().filter(|p| unfinished(p)).count();
             let bad = places
