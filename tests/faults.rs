@@ -74,18 +74,18 @@ impl Run {
     }
 }
 
-/// Messages a crash may hand back although the broker had taken their acknowledgement:
-/// a classic queue writes acknowledgements to disk in batches, so a `kill -9` forgets
-/// the last ones and the broker delivers those messages again.
-const BROKER_UNSYNCED_ACKS: usize = 100;
-
 impl Run {
     /// Each fault can duplicate what was unacknowledged at that moment (at most the
-    /// prefetch); a broker crash also what it had acknowledged but not yet written down.
+    /// prefetch). A broker crash also hands back what it had taken acknowledgements for
+    /// but not yet written down: a classic queue syncs its acknowledgements only when a
+    /// publish into it needs a confirm or it goes idle, and nothing is published into the
+    /// DLQ while dlqd drains it, so that can be every message acknowledged since the
+    /// drain began (seen: 840 of 2,000 over two crashes). dlqd cannot bound it; duplicates
+    /// are still counted and printed, and every loss still fails the run.
     fn allowed_duplicates(&self, faults: usize) -> usize {
         let per_fault = usize::from(self.prefetch)
             + match self.fault {
-                Fault::CrashBroker => BROKER_UNSYNCED_ACKS,
+                Fault::CrashBroker => self.messages,
                 _ => 0,
             };
         per_fault * faults
@@ -144,6 +144,19 @@ async fn run_once(world: &mut World, run: &Run) -> (Count, usize, usize) {
                     world.node.crash();
                     std::thread::sleep(pause);
                     world.node.restart();
+                    if std::env::var_os("DLQD_FAULT_DEBUG").is_some() {
+                        std::thread::sleep(Duration::from_secs(2));
+                        eprintln!(
+                            "{}",
+                            world.node.ctl(&[
+                                "list_queues",
+                                "name",
+                                "messages_ready",
+                                "messages_unacknowledged",
+                                "consumers"
+                            ])
+                        );
+                    }
                 });
             }
         }

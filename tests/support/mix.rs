@@ -208,6 +208,16 @@ impl Mix {
             1,
             "only the filler is left in the overflow queue"
         );
+        // The broker dead-letters at-most-once and writes dead-lettered messages to disk
+        // only when something makes it sync the DLQ: a crash could drop the test's own
+        // dead letters before dlqd ever saw them. One confirmed persistent publish to the
+        // DLQ syncs everything before it (it is discarded like any other message).
+        let sync = format!("{tag}-sync");
+        lab.publish_all(&[(mix.dlq.clone(), lab::props(&sync, Act::Discard.name()))])
+            .await;
+        mix.plan.insert(sync, (Act::Discard, Way::Reject));
+        lab.wait_count(&mix.dlq, n as u32 + 1, Duration::from_secs(60))
+            .await;
         std::fs::write(&mix.rules, mix.rules_text()).expect("rules file");
         // dlqd declares these; they go with the rest at cleanup.
         lab.adopt(&dlqd::stage::left_queue(&mix.dlq));
