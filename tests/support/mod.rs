@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod census;
 pub mod dlqd;
 pub mod lab;
 pub mod mix;
