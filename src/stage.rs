@@ -203,6 +203,34 @@ pub fn next_hop(dlq: &str, message: &Message, now_ms: u64) -> Next {
     }
 }
 
+/// What a stage mover does with the first delivery it holds, due at `ready` (ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadPlan {
+    /// Due: move it now.
+    Move,
+    /// Keep it (and what is behind it) until `ready`.
+    Hold,
+    /// Due too far ahead to hold: hand everything back and consume again at `ready`.
+    Release,
+    /// `--once`: not due, so this queue is done for this run.
+    Done,
+}
+
+/// The plan for a head due at `ready` at `now`: held at most `hold_max_ms`; under
+/// `--once` nothing is waited for. `idle` says no move is in flight (a release waits
+/// for the moves in flight to be confirmed first).
+pub fn plan_head(ready: u64, now: u64, hold_max_ms: u64, once: bool, idle: bool) -> HeadPlan {
+    if ready <= now {
+        HeadPlan::Move
+    } else if once {
+        if idle { HeadPlan::Done } else { HeadPlan::Hold }
+    } else if ready - now > hold_max_ms && idle {
+        HeadPlan::Release
+    } else {
+        HeadPlan::Hold
+    }
+}
+
 /// The target a parked retry is waiting for, if it is one.
 pub fn retry_target(message: &Message) -> Option<String> {
     message.header(TARGET_HEADER).and_then(Value::as_text)
@@ -308,6 +336,27 @@ mod tests {
         headers(&mut m).insert(STAGE_UNTIL_HEADER.into(), Value::Array(vec![]));
         assert_eq!(ready_at(&m, Duration::from_secs(5)), 0);
         assert!(matches!(next_hop("d", &m, 10), Next::Dlq(_)));
+    }
+
+    #[test]
+    fn a_head_is_moved_when_due_held_when_near_and_released_when_far() {
+        assert_eq!(plan_head(1_000, 1_000, 60_000, false, true), HeadPlan::Move);
+        assert_eq!(
+            plan_head(30_000, 1_000, 60_000, false, true),
+            HeadPlan::Hold
+        );
+        assert_eq!(
+            plan_head(90_000, 1_000, 60_000, false, true),
+            HeadPlan::Release
+        );
+        // Not released while moves are in flight (their acks need the channel).
+        assert_eq!(
+            plan_head(90_000, 1_000, 60_000, false, false),
+            HeadPlan::Hold
+        );
+        assert_eq!(plan_head(2_000, 1_000, 60_000, true, true), HeadPlan::Done);
+        assert_eq!(plan_head(2_000, 1_000, 60_000, true, false), HeadPlan::Hold);
+        assert_eq!(plan_head(500, 1_000, 60_000, true, true), HeadPlan::Move);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::daemon::confirms::{Confirms, completion};
 use crate::daemon::now_ms;
 use crate::message::Message;
 use crate::observer::{ActionEvent, Observer};
-use crate::stage::{self, Next};
+use crate::stage::{self, HeadPlan, Next, plan_head};
 
 /// Deliveries held per stage queue.
 const PREFETCH: u16 = 32;
@@ -180,9 +180,13 @@ impl Movers {
         let mut stop_deadline: Option<tokio::time::Instant> = None;
         loop {
             let now = now_ms();
+            let hold_ms = HOLD_MAX.as_millis() as u64;
             if stop_deadline.is_none() {
                 while let Some(head) = held.front() {
-                    if self.ready_at(queue, head) > now {
+                    let ready = self.ready_at(queue, head);
+                    if plan_head(ready, now, hold_ms, self.once, confirms.is_empty())
+                        != HeadPlan::Move
+                    {
                         break;
                     }
                     let d = held.pop_front().expect("a head");
@@ -195,11 +199,9 @@ impl Movers {
                 if stop_deadline.is_some() {
                     return Ok(CycleEnd::Stopped);
                 }
-                match head_ready {
-                    Some(_) if self.once => return Ok(CycleEnd::Done),
-                    Some(r) if r.saturating_sub(now) > HOLD_MAX.as_millis() as u64 => {
-                        return Ok(CycleEnd::SleepUntil(r));
-                    }
+                match head_ready.map(|r| (r, plan_head(r, now, hold_ms, self.once, true))) {
+                    Some((_, HeadPlan::Done)) => return Ok(CycleEnd::Done),
+                    Some((r, HeadPlan::Release)) => return Ok(CycleEnd::SleepUntil(r)),
                     None if depth.is_some_and(|n| taken >= n) => return Ok(CycleEnd::Done),
                     _ => {}
                 }

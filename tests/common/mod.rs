@@ -384,7 +384,7 @@ impl Broker {
 impl Drop for Broker {
     /// Delete every queue the test made, whatever happened to the test.
     fn drop(&mut self) {
-        let queues = std::mem::take(&mut self.created);
+        let queues = crate::support::broker::with_dlqd_queues(std::mem::take(&mut self.created));
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -138,11 +138,14 @@ impl Broker {
 
     /// Delete every queue this test declared.
     pub async fn cleanup(&self) {
-        for q in &self.created {
-            let _ = self
-                .ch
-                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                .await;
+        for q in crate::support::broker::with_dlqd_queues(self.created.clone()) {
+            // A channel each: a delete that fails closes its channel.
+            if let Ok(ch) = self.conn.create_channel().await {
+                let _ = ch
+                    .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                    .await;
+                let _ = ch.close(200, "done".into()).await;
+            }
         }
     }
 }

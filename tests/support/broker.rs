@@ -94,3 +94,17 @@ pub async fn depth_on(ch: Channel, queue: &str) -> Result<u32, lapin::Error> {
     let _ = ch.close(200, "done".into()).await;
     Ok(q.message_count())
 }
+
+/// `queues` and, for each, the queues dlqd declares when it runs with it as the DLQ
+/// (its delay and left queues): what a test's cleanup deletes.
+pub fn with_dlqd_queues(queues: Vec<String>) -> Vec<String> {
+    let mut out = Vec::with_capacity(queues.len() * 19);
+    for q in queues {
+        if !dlqd::stage::is_own_queue(&q) {
+            out.extend(dlqd::stage::delay_queues(&q));
+            out.push(dlqd::stage::left_queue(&q));
+        }
+        out.push(q);
+    }
+    out
+}

@@ -335,7 +335,7 @@ impl Lab {
 
     /// Delete every queue and exchange made (or adopted) here.
     pub async fn cleanup(&mut self) {
-        let queues = std::mem::take(&mut self.queues);
+        let queues = super::broker::with_dlqd_queues(std::mem::take(&mut self.queues));
         let exchanges = std::mem::take(&mut self.exchanges);
         for q in queues {
             let ch = self.throwaway().await;
