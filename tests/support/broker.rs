@@ -1,6 +1,8 @@
-//! The shared test broker at 127.0.0.1:5672: its URL, connecting to it (or failing with
-//! how to start one), unique queue names, the ways of dead-lettering, and small AMQP
-//! value/table builders.
+//! The shared test broker — 127.0.0.1:5672 unless `DLQD_TEST_URL` names another when the
+//! tests are built (`DLQD_TEST_URL=amqp://guest:guest@127.0.0.1:5675/%2f cargo test` runs
+//! them against a RabbitMQ 4.x node started by scripts/broker-matrix.sh): its URL,
+//! connecting to it (or failing with how to start one), unique queue names, the ways of
+//! dead-lettering, and small AMQP value/table builders.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,8 +11,11 @@ use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties};
 
-/// The shared broker every integration test runs against.
-pub const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The shared broker every integration test runs against (`DLQD_TEST_URL` at build time).
+pub const URL: &str = match option_env!("DLQD_TEST_URL") {
+    Some(url) => url,
+    None => "amqp://guest:guest@127.0.0.1:5672/%2f",
+};
 
 /// A name no other test (or test run) uses: `PREFIX.PID.NANOS.N`.
 pub fn unique(prefix: &str) -> String {
@@ -29,8 +34,8 @@ pub fn unique(prefix: &str) -> String {
 /// The panic message when the shared broker cannot be reached.
 pub fn no_broker(e: &dyn std::fmt::Display) -> String {
     format!(
-        "no RabbitMQ broker at 127.0.0.1:5672 ({e}); start one with `rabbitmq-server -detached` \
-         (then `rabbitmqctl await_startup`)"
+        "no RabbitMQ broker at {URL} ({e}); start one with `rabbitmq-server -detached` \
+         (then `rabbitmqctl await_startup`), or for another version scripts/broker-matrix.sh"
     )
 }
 
