@@ -477,7 +477,11 @@ async fn a_cut_connection_is_reopened_and_nothing_is_lost() {
         .collect();
     b.dead_letter(&work, &dlq, Way::Overflow, &input).await;
 
-    let proxy = Proxy::start(std::net::SocketAddr::from(([127, 0, 0, 1], 5672))).await;
+    let proxy = Proxy::start(std::net::SocketAddr::from((
+        [127, 0, 0, 1],
+        support::broker::port(),
+    )))
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let rules = rules_file(
         dir.path(),

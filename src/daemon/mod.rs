@@ -463,7 +463,7 @@ impl Daemon {
                         }
                     }
                 },
-                _ = tokio::time::sleep(IDLE_TICK), if end.is_none() && confirms.is_empty() => {
+                _ = tokio::time::sleep(IDLE_TICK), if end.is_none() && confirms.is_empty() && self.wait != Wait::Yes => {
                     if last_delivery.elapsed() >= IDLE_TICK && self.idle_should_stop(session).await {
                         end = Some(PassEnd::NothingToDo);
                         let _ = consumer.cancel().await;

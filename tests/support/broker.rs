@@ -17,6 +17,14 @@ pub const URL: &str = match option_env!("DLQD_TEST_URL") {
     None => "amqp://guest:guest@127.0.0.1:5672/%2f",
 };
 
+/// The port of [`URL`] (for a proxy in front of the shared broker).
+pub fn port() -> u16 {
+    URL.rsplit_once(':')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(5672)
+}
+
 /// A name no other test (or test run) uses: `PREFIX.PID.NANOS.N`.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);

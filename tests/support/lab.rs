@@ -141,6 +141,16 @@ impl Lab {
         self.queues.push(name.to_string());
     }
 
+    /// Delete `name` now (a durable step: unlike an acknowledgement, a crash cannot
+    /// undo it).
+    pub async fn delete(&mut self, name: &str) {
+        let ch = self.throwaway().await;
+        ch.queue_delete(name.into(), QueueDeleteOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("delete {name}: {e}"));
+        let _ = ch.close(200, "done".into()).await;
+    }
+
     /// Delete `name` at cleanup too (a queue dlqd declares, such as a delay queue).
     pub fn adopt(&mut self, name: &str) {
         self.queues.push(name.to_string());

@@ -218,6 +218,13 @@ impl Mix {
         mix.plan.insert(sync, (Act::Discard, Way::Reject));
         lab.wait_count(&mix.dlq, n as u32 + 1, Duration::from_secs(60))
             .await;
+        // Likewise the rejections and the overflow that made the dead letters are not on
+        // disk yet: a crash would put those messages back into the work queues. Empty
+        // work queues made again are (deleting a queue is durable).
+        for (w, q) in mix.work.clone() {
+            lab.delete(&q).await;
+            lab.work_queue(&q, &mix.dlq, w).await;
+        }
         std::fs::write(&mix.rules, mix.rules_text()).expect("rules file");
         // dlqd declares these; they go with the rest at cleanup.
         lab.adopt(&dlqd::stage::left_queue(&mix.dlq));
