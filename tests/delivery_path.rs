@@ -297,15 +297,17 @@ async fn retry_refused_by_a_full_target_is_left_not_lost() {
     bench.cleanup().await;
 }
 
-/// Seen in the old design: retries waiting while their target was deleted and declared
-/// again did not all arrive. Every one arrives in the new queue (at least once).
-#[tokio::test(flavor = "multi_thread")]
-async fn retries_waiting_while_the_target_is_recreated_all_arrive() {
+/// `n` dead letters of a work queue W, retried by a daemon with `DELAY(3s)`; once they all
+/// wait in the delay queues, W is deleted. The bench, W, the ids and the running daemon.
+async fn retries_waiting_for_a_deleted_target(
+    prefix: &str,
+    n: usize,
+) -> (Bench, String, Vec<String>, Dlqd) {
     let w = Bench::name("w");
     let mut bench = Bench::new(&[(3000, &w)]).await;
     bench.work_queue(&w, &[]).await;
-    let msgs = ids("recreated", 20);
-    bench.dead_letter(&w, &msgs, 20).await;
+    let msgs = ids(prefix, n);
+    bench.dead_letter(&w, &msgs, n as u32).await;
 
     let rules = bench.rules(
         "RETRYINT(1s)",
@@ -314,7 +316,7 @@ async fn retries_waiting_while_the_target_is_recreated_all_arrive() {
             "ACTION(IGNORE)",
         ],
     );
-    let mut d = bench.daemon(&rules);
+    let d = bench.daemon(&rules);
     assert!(
         settle_empty(&mut bench.lab, &bench.dlq, 10).await,
         "dlqd took nothing off the DLQ; stderr:\n{}",
@@ -325,6 +327,14 @@ async fn retries_waiting_while_the_target_is_recreated_all_arrive() {
         early, 0,
         "retries reached W before it was deleted (too slow)"
     );
+    (bench, w, msgs, d)
+}
+
+/// Seen in the old design: retries waiting while their target was deleted and declared
+/// again did not all arrive. Every one arrives in the new queue (at least once).
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_waiting_while_the_target_is_recreated_all_arrive() {
+    let (mut bench, w, msgs, mut d) = retries_waiting_for_a_deleted_target("recreated", 20).await;
     bench.work_queue(&w, &[]).await;
 
     let deadline = Deadline::after(20);
@@ -348,30 +358,7 @@ async fn retries_waiting_while_the_target_is_recreated_all_arrive() {
 /// nowhere (the broker drops a dead letter it cannot route). Now each is left.
 #[tokio::test(flavor = "multi_thread")]
 async fn retries_due_at_a_deleted_target_are_left_not_dropped() {
-    let w = Bench::name("w");
-    let mut bench = Bench::new(&[(3000, &w)]).await;
-    bench.work_queue(&w, &[]).await;
-    let msgs = ids("gone", 5);
-    bench.dead_letter(&w, &msgs, 5).await;
-
-    let rules = bench.rules(
-        "RETRYINT(1s)",
-        &[
-            &format!("DESTQ({w}) ACTION(RETRY) RETRY(1) DELAY(3s)"),
-            "ACTION(IGNORE)",
-        ],
-    );
-    let mut d = bench.daemon(&rules);
-    assert!(
-        settle_empty(&mut bench.lab, &bench.dlq, 10).await,
-        "dlqd took nothing off the DLQ; stderr:\n{}",
-        d.stderr_tail(20)
-    );
-    let early = bench.delete(&w).await;
-    assert_eq!(
-        early, 0,
-        "retries reached W before it was deleted (too slow)"
-    );
+    let (bench, w, msgs, mut d) = retries_waiting_for_a_deleted_target("gone", 5).await;
     // Past the due time, and past one RETRYINT after it.
     tokio::time::sleep(Duration::from_secs(6)).await;
     stop(&mut d).await;
