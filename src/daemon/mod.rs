@@ -587,7 +587,8 @@ impl Daemon {
         let line = decision.line;
         let mut delay_ms = None;
         let mut published_to = (String::new(), String::new());
-        let mut sent = message.clone();
+        // What was published, when it must be kept to re-send it (parked, left copies).
+        let mut sent: Option<Message> = None;
         let (kind, action, target, fut): (Kind, &'static str, String, Completion) =
             match decision.outcome {
                 Outcome::Retry {
@@ -601,7 +602,7 @@ impl Daemon {
                         Some(p) => {
                             let c = session.publish("", &p.queue, &p.message).await;
                             published_to = (String::new(), p.queue);
-                            sent = p.message;
+                            sent = Some(p.message);
                             (
                                 Kind::Park {
                                     attempt,
@@ -653,7 +654,7 @@ impl Daemon {
                 }
                 Outcome::Leave => {
                     let (copy, to, fut) = self.publish_left(session, &message, None).await;
-                    sent = copy;
+                    sent = Some(copy);
                     let target = to.1.clone();
                     published_to = to;
                     (
@@ -671,11 +672,7 @@ impl Daemon {
         pass.states.insert(
             tag,
             InFlight {
-                message: if matches!(kind, Kind::Left { .. } | Kind::Park { .. }) {
-                    sent
-                } else {
-                    message
-                },
+                message: sent.unwrap_or(message),
                 published_to,
                 kind,
                 action,
