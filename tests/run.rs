@@ -526,3 +526,52 @@ async fn a_cut_connection_is_reopened_and_nothing_is_lost() {
     );
     assert_eq!(b.count(&dlq).await, 0);
 }
+
+/// Seen by an operator: deleting the DLQ while dlqd ran made it exit 1 (a restart loop
+/// under systemd's Restart=on-failure). Now it waits for the queue to be declared again
+/// and carries on; a DLQ missing at start is still an error.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dlq_deleted_while_running_is_waited_for() {
+    let mut b = Broker::connect().await;
+    let dlq = unique("dlq");
+    let target = unique("target");
+    b.queue(&dlq, &[]).await;
+    b.queue(&target, &[]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = rules_file(
+        dir.path(),
+        &format!("INPUTQ({dlq})\nACTION(FWD) FWDQ({target})\n"),
+    );
+    let mut d = start_dlqd(dir.path(), &["--rules", rules.to_str().unwrap()]);
+    let deadline = std::time::Instant::now() + T;
+    while !d.stderr().contains("connected") {
+        assert!(std::time::Instant::now() < deadline, "{}", d.stderr());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ch = b.conn.create_channel().await.expect("channel");
+    ch.queue_delete(dlq.as_str().into(), Default::default())
+        .await
+        .expect("delete the DLQ");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        d.running(),
+        "dlqd gave up on a deleted DLQ:\n{}",
+        d.stderr()
+    );
+    assert!(d.stderr().contains("the DLQ is gone"), "{}", d.stderr());
+
+    // The application declares it again and dead-letters into it: dlqd takes over.
+    b.queue(&dlq, &[]).await;
+    b.publish(&dlq, b"after", props("after", "x")).await;
+    b.wait_count(&target, 1, T).await;
+    d.signal("TERM");
+    assert!(
+        d.wait(Duration::from_secs(10)).await.success(),
+        "{}",
+        d.stderr()
+    );
+    let got = b.drain(&target).await;
+    assert_eq!(bodies(&got), vec!["after"]);
+    assert_eq!(b.count(&dlq).await, 0);
+}

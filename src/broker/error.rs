@@ -28,6 +28,11 @@ impl BrokerError {
         }
     }
 
+    /// The broker said a queue or exchange does not exist (404 NOT_FOUND).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, BrokerError::Amqp { reason, .. } if reason.contains("NOT_FOUND"))
+    }
+
     /// True when reconnecting cannot help.
     pub fn is_fatal(&self) -> bool {
         match self {

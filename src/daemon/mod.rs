@@ -230,6 +230,9 @@ impl Daemon {
     async fn run(&mut self) -> Result<(), DaemonError> {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         let mut warned_retention = false;
+        // A DLQ missing at start is a mistake (exit 1); one deleted while dlqd runs is
+        // waited for (an application redeploy declares it again).
+        let mut had_dlq = false;
         loop {
             if self.stopping {
                 return Ok(());
@@ -257,12 +260,20 @@ impl Daemon {
                      age on the DLQ starts again each time it comes back; give the left queue the same policy");
             }
             self.config.observer.connected(true);
-            let ended = self.run_session(&mut session, &mut backoff).await;
+            let ended = self
+                .run_session(&mut session, &mut backoff, &mut had_dlq)
+                .await;
             self.config.observer.connected(false);
             match ended {
                 Ok(()) => {
                     session.close().await;
                     return Ok(());
+                }
+                Err(e) if had_dlq && e.is_not_found() => {
+                    warn!(queue = %self.config.queue, error = %e,
+                        "the DLQ is gone; waiting for it to be declared again");
+                    session.close().await;
+                    self.pause(backoff.next_delay()).await;
                 }
                 Err(e) if e.is_fatal() => {
                     session.close().await;
@@ -336,6 +347,7 @@ impl Daemon {
         &mut self,
         session: &mut Session,
         backoff: &mut Backoff,
+        had_dlq: &mut bool,
     ) -> Result<(), BrokerError> {
         // The DLQ must exist (a consumer of a missing queue is a fatal error); then the
         // stage queues, whatever an operator deleted since.
@@ -346,6 +358,7 @@ impl Daemon {
                 reason: f.reason,
             });
         }
+        *had_dlq = true;
         for q in self.stage_queues() {
             session
                 .declare_stage_queue(&q)
@@ -392,7 +405,8 @@ impl Daemon {
         if !self.stopping {
             self.stop_tx.send_replace(false);
         }
-        if self.once() && result.is_ok() {
+        if result.is_ok() && !self.stopping {
+            // WAIT(NO) or WAIT(d) ended the run: say what still waits for a later one.
             let mut waiting = 0u64;
             for q in stage::delay_queues(&self.config.queue) {
                 waiting += u64::from(session.queue_depth(&q).await.unwrap_or(0));

@@ -357,7 +357,11 @@ impl Movers {
                         action: "retry",
                         target: Some(&target),
                         delay_ms: None,
-                        attempt: None,
+                        attempt: state
+                            .message
+                            .header(crate::message::RETRIES_HEADER)
+                            .and_then(crate::message::Value::as_u64)
+                            .and_then(|n| u32::try_from(n).ok()),
                     },
                     &f.reason,
                 );
