@@ -166,18 +166,25 @@ pub enum Next {
 }
 
 /// Where the due message `message` moves at `now_ms`, out of a stage queue of `dlq`.
+///
+/// The next step follows from the *scheduled* end of this one (`x-dlqd-stage-until`),
+/// not from the clock: every retry of one delay takes the same steps whatever a mover's
+/// lateness, so retries parked in order arrive in order, and lateness does not add up.
 pub fn next_hop(dlq: &str, message: &Message, now_ms: u64) -> Next {
     let target = message.header(TARGET_HEADER).and_then(Value::as_text);
     let due = ms(message, DUE_HEADER);
+    let scheduled = ms(message, STAGE_UNTIL_HEADER)
+        .filter(|&t| t <= now_ms)
+        .unwrap_or(now_ms);
     match (target, due) {
         (Some(target), Some(due)) if !target.is_empty() => {
-            let remaining = due.saturating_sub(now_ms);
+            let remaining = due.saturating_sub(scheduled);
             match step_for(remaining) {
                 Some(k) => {
                     let mut m = message.clone();
                     headers(&mut m).insert(
                         STAGE_UNTIL_HEADER.into(),
-                        Value::I64(now_ms.saturating_add(step_ms(k)) as i64),
+                        Value::I64(scheduled.saturating_add(step_ms(k)) as i64),
                     );
                     Next::Step(Parked {
                         queue: delay_queue(dlq, k),
@@ -309,6 +316,37 @@ mod tests {
                 "{delay_ms}: {arrived}"
             );
         }
+    }
+
+    /// Seen in CI: three retries of one 300 ms delay, moved a few ms late by different
+    /// amounts, took different steps and arrived out of order.
+    #[test]
+    fn retries_of_one_delay_take_the_same_steps_whatever_the_lateness() {
+        let route = |start: u64, late: u64| {
+            let mut p = park_retry("d", &msg(), "t", Duration::from_millis(300), start).unwrap();
+            let mut queues = vec![p.queue.clone()];
+            loop {
+                let now = ready_at(&p.message, Duration::from_secs(60)) + late;
+                match next_hop("d", &p.message, now) {
+                    Next::Step(next) => {
+                        queues.push(next.queue.clone());
+                        p = next;
+                    }
+                    Next::Target { .. } => {
+                        assert!(
+                            now <= 1_000 + 300 + late + 2,
+                            "arrives without added lateness"
+                        );
+                        return queues;
+                    }
+                    Next::Dlq(_) => panic!("a retry goes to its target"),
+                }
+            }
+        };
+        let a = route(1_000, 0);
+        assert_eq!(a, vec!["dlqd.delay.d.200ms", "dlqd.delay.d.100ms"]);
+        assert_eq!(route(1_001, 7), a);
+        assert_eq!(route(1_002, 3), a);
     }
 
     #[test]
