@@ -6,12 +6,10 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_lite::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueDeleteOptions};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::options::QueueDeleteOptions;
+use lapin::types::AMQPValue;
 
 use support::broker::{self, URL, text};
 use support::census::{self, Census};
@@ -205,47 +203,6 @@ async fn one_left_message(bench: &mut Bench, expect_on_dlq: u32) -> String {
         .dead_letter(&x, std::slice::from_ref(&id), expect_on_dlq)
         .await;
     id
-}
-
-/// A consumer on `queue` that rejects (requeue=false) every delivery and records when
-/// each id arrived, until the queue is deleted.
-async fn recording_rejector(queue: &str) -> Arc<Mutex<Vec<(String, Instant)>>> {
-    let conn = broker::connect().await;
-    let ch = conn.create_channel().await.expect("channel");
-    ch.basic_qos(10, BasicQosOptions::default())
-        .await
-        .expect("qos");
-    let mut consumer = ch
-        .basic_consume(
-            queue.into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
-    let seen: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
-    let log = seen.clone();
-    tokio::spawn(async move {
-        let _keep = (conn, ch);
-        while let Some(Ok(d)) = consumer.next().await {
-            let at = Instant::now();
-            let id = d
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default();
-            log.lock().expect("arrivals").push((id, at));
-            let _ = d
-                .nack(BasicNackOptions {
-                    multiple: false,
-                    requeue: false,
-                })
-                .await;
-        }
-    });
-    seen
 }
 
 /// Seen in the old design: a delayed retry into a work queue full with
@@ -511,7 +468,7 @@ async fn delays_are_exact_while_a_left_message_waits_out_retryint() {
     let mut bench = Bench::new(&[(1000, &w), (2000, &w), (4000, &w)]).await;
     let left = one_left_message(&mut bench, 1).await;
     bench.work_queue(&w, &[]).await;
-    let arrivals = recording_rejector(&w).await;
+    let arrivals = bench.lab.recording_rejector(&w).await;
 
     let rules = bench.rules(
         "RETRYINT(20s)",

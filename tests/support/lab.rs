@@ -265,8 +265,8 @@ impl Lab {
     }
 
     /// A consumer that rejects (requeue=false) everything that arrives on `queue`, until
-    /// the queue is deleted; how many it rejected.
-    pub async fn rejector(&mut self, queue: &str) -> std::sync::Arc<AtomicU64> {
+    /// the queue is deleted, calling `seen` with each delivery's message id first.
+    async fn reject_all(&mut self, queue: &str, mut seen: impl FnMut(String) + Send + 'static) {
         let ch = self.throwaway().await;
         ch.basic_qos(50, BasicQosOptions::default())
             .await
@@ -280,21 +280,51 @@ impl Lab {
             )
             .await
             .expect("consume");
-        let n = std::sync::Arc::new(AtomicU64::new(0));
-        let counter = n.clone();
         tokio::spawn(async move {
             let _keep = ch;
             while let Some(Ok(d)) = consumer.next().await {
+                let id = d
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default();
+                seen(id);
                 let _ = d
                     .nack(BasicNackOptions {
                         multiple: false,
                         requeue: false,
                     })
                     .await;
-                counter.fetch_add(1, Ordering::Relaxed);
             }
         });
+    }
+
+    /// A consumer that rejects everything that arrives on `queue` (see `reject_all`);
+    /// how many it rejected.
+    pub async fn rejector(&mut self, queue: &str) -> std::sync::Arc<AtomicU64> {
+        let n = std::sync::Arc::new(AtomicU64::new(0));
+        let counter = n.clone();
+        self.reject_all(queue, move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        })
+        .await;
         n
+    }
+
+    /// A consumer that rejects everything that arrives on `queue`; each id with the
+    /// moment it arrived.
+    pub async fn recording_rejector(
+        &mut self,
+        queue: &str,
+    ) -> std::sync::Arc<std::sync::Mutex<Vec<(String, Instant)>>> {
+        let seen: std::sync::Arc<std::sync::Mutex<Vec<(String, Instant)>>> = Default::default();
+        let log = seen.clone();
+        self.reject_all(queue, move |id| {
+            log.lock().expect("arrivals").push((id, Instant::now()));
+        })
+        .await;
+        seen
     }
 
     /// Ready messages in `queue`; `None` when it does not exist.
