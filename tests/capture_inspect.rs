@@ -8,8 +8,8 @@ mod support;
 use std::process::{Command, Output};
 use std::time::SystemTime;
 
-use common_inspect::{Lab, Seen, URL};
-use dlqd::broker::browse::{BrowseError, browse};
+use common_inspect::{Lab, Seen, url};
+use dlqd::broker::browse::{BrowseError, Method, browse};
 use dlqd::dead_letter::DeadLetter;
 use dlqd::message::{Message, Value};
 use lapin::types::AMQPValue;
@@ -21,7 +21,7 @@ async fn dlqd(args: &[&str]) -> Output {
     tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_dlqd"))
             .args(&args)
-            .env("DLQD_URL", URL)
+            .env("DLQD_URL", url())
             .env("DLQD_LOG", "info")
             .env("NO_COLOR", "1")
             .output()
@@ -66,7 +66,7 @@ async fn fill(lab: &Lab, queue: &str, n: usize) -> Vec<Seen> {
 
 async fn browse_ids(queue: &str, limit: Option<u64>) -> (Vec<Seen>, dlqd::broker::browse::Browsed) {
     let mut got = Vec::new();
-    let done = browse(URL, queue, limit, |m| {
+    let done = browse(url(), queue, limit, |m| {
         got.push(seen(&m));
         Ok(())
     })
@@ -84,8 +84,8 @@ async fn browse_leaves_a_classic_queue_as_it_was() {
     let (first, done) = browse_ids(&q, Some(7)).await;
     assert_eq!(first, want[..7]);
     assert_eq!(
-        (done.depth_at_start, done.visited, done.quorum),
-        (20, 7, false)
+        (done.depth_at_start, done.visited, done.method, done.intact),
+        (20, 7, Method::Return, true)
     );
     lab.wait_depth(&q, 20).await;
 
@@ -168,26 +168,37 @@ async fn browse_works_while_another_consumer_is_the_single_active_one() {
 
 #[tokio::test]
 async fn browse_keeps_the_order_of_a_quorum_queue_with_a_limit() {
-    // RabbitMQ 3.10 quorum queues put requeued messages at the back: browsing only
-    // the first 5 and putting them back would rotate the queue.
+    // Where returns count toward the delivery limit (3.x, 4.0-4.2) the browse moves the
+    // whole queue round (all 20 taken, 5 visited); on 4.3+ it hands the 5 back.
     let lab = Lab::new("dlqd.test.browse.quorum", true).await;
     let q = lab.dlq.clone();
     let want = fill(&lab, &q, 20).await;
 
     let (first, done) = browse_ids(&q, Some(5)).await;
     assert_eq!(first, want[..5]);
-    assert!(done.quorum, "{done:?}");
-    assert_eq!((done.visited, done.fetched), (5, 20));
+    match done.method {
+        Method::Move => assert_eq!((done.visited, done.fetched), (5, 20), "{done:?}"),
+        Method::Return => assert_eq!((done.visited, done.fetched), (5, 5), "{done:?}"),
+    }
+    assert!(done.intact, "{done:?}");
     lab.wait_depth(&q, 20).await;
 
-    assert_eq!(lab.drain(&q).await, want, "the quorum queue changed");
+    let after = lab.drain_counted(&q).await;
+    let ids: Vec<Seen> = after.iter().map(|(s, _)| s.clone()).collect();
+    assert_eq!(ids, want, "the quorum queue changed");
+    for (s, count) in &after {
+        assert!(
+            count.unwrap_or(0) == 0,
+            "{s:?} was delivered {count:?} times before: the browse counted toward its limit"
+        );
+    }
     lab.cleanup().await;
 }
 
 #[tokio::test]
 async fn browse_of_a_missing_queue_says_so() {
     let name = common_inspect::unique("dlqd.test.missing");
-    let err = browse(URL, &name, None, |_| Ok(()))
+    let err = browse(url(), &name, None, |_| Ok(()))
         .await
         .expect_err("no such queue");
     assert!(matches!(err, BrowseError::NotFound { .. }), "{err:?}");
@@ -595,7 +606,10 @@ async fn capture_of_a_quorum_dlq_with_a_limit_keeps_its_order() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("captured 2 of 6 message(s)"), "{stderr}");
-    assert!(stderr.contains("quorum queue"), "{stderr}");
+    assert!(
+        stderr.contains("checked: the queue holds 6 message(s) again"),
+        "{stderr}"
+    );
     let reasons: Vec<String> = text(&out.stdout)
         .lines()
         .enumerate()
@@ -616,4 +630,56 @@ async fn capture_of_a_quorum_dlq_with_a_limit_keeps_its_order() {
     let want: Vec<Option<String>> = made.iter().map(|m| Some(m.id.clone())).collect();
     assert_eq!(after, want, "the quorum DLQ changed");
     lab.cleanup().await;
+}
+
+/// Seen on RabbitMQ 4.0.5: a quorum DLQ with default settings lost all its messages to
+/// the 21st `dlqd capture` (each browse was a return, and 4.0 drops a message returned
+/// past its delivery limit of 20), and one with `x-delivery-limit: 3` to two rounds of
+/// capture + inspect, while capture printed "the queue was left as it was". Every
+/// round here must leave every message, in order, with no delivery counted against it.
+#[tokio::test]
+async fn repeated_captures_never_walk_a_quorum_dlq_to_its_delivery_limit() {
+    let default = Lab::quorum_with_limit("dlqd.test.qlimit.default", None).await;
+    let three = Lab::quorum_with_limit("dlqd.test.qlimit.three", Some(3)).await;
+    let want_default = fill(&default, &default.dlq, 5).await;
+    let want_three = fill(&three, &three.dlq, 5).await;
+    for round in 0..25 {
+        for (dlq, n) in [(&default.dlq, 5), (&three.dlq, 5)] {
+            let capture = dlqd(&["capture", "--queue", dlq]).await;
+            let stderr = text(&capture.stderr);
+            assert_eq!(capture.status.code(), Some(0), "round {round}: {stderr}");
+            assert_eq!(
+                text(&capture.stdout).lines().count(),
+                n,
+                "round {round}: {stderr}"
+            );
+            assert!(
+                stderr.contains(&format!("checked: the queue holds {n} message(s) again")),
+                "round {round}: {stderr}"
+            );
+            let inspect = dlqd(&["inspect", "--queue", dlq]).await;
+            let stderr = text(&inspect.stderr);
+            assert_eq!(inspect.status.code(), Some(0), "round {round}: {stderr}");
+            assert!(
+                text(&inspect.stdout).contains(&format!("{n} message")),
+                "round {round}: {}",
+                text(&inspect.stdout)
+            );
+        }
+    }
+    for (lab, want) in [(&default, &want_default), (&three, &want_three)] {
+        lab.wait_depth(&lab.dlq, 5).await;
+        let after = lab.drain_counted(&lab.dlq).await;
+        let ids: Vec<Seen> = after.iter().map(|(s, _)| s.clone()).collect();
+        assert_eq!(&ids, want, "{} changed", lab.dlq);
+        for (s, count) in &after {
+            assert!(
+                count.unwrap_or(0) == 0,
+                "{s:?} in {} was delivered {count:?} times before",
+                lab.dlq
+            );
+        }
+    }
+    default.cleanup().await;
+    three.cleanup().await;
 }

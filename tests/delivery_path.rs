@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use lapin::options::QueueDeleteOptions;
 use lapin::types::AMQPValue;
 
-use support::broker::{self, URL, text};
+use support::broker::{self, text, url};
 use support::census::{self, Census};
 use support::dlqd::{self, Dlqd};
 use support::lab::{self, Lab};
@@ -28,7 +28,7 @@ impl Bench {
     /// A plain durable DLQ under a unique name; dlqd's own queues for it (and the old
     /// design's delay queues in front of `old_delays`) are deleted at cleanup.
     async fn new(old_delays: &[(u64, &str)]) -> Bench {
-        let mut lab = Lab::connect(URL).await;
+        let mut lab = Lab::connect(url()).await;
         let dlq = broker::unique("dlqd-dp.dlq");
         lab.queue(&dlq, &[]).await;
         census::adopt_own(&mut lab, &dlq, old_delays);
@@ -87,7 +87,7 @@ impl Bench {
 
     /// `dlqd run ARGS...` against the shared broker.
     fn start(&self, args: &[&str]) -> Dlqd {
-        dlqd::start(self.dir.path(), URL, args)
+        dlqd::start(self.dir.path(), url(), args)
     }
 
     /// A daemon (`dlqd run --rules FILE`, no --once).

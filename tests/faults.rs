@@ -284,7 +284,7 @@ fn lost_in_broker_dead_lettering(count: &mut Count, dlqds: &[Dlqd]) -> Vec<Strin
         let delivered = last
             .get(id)
             .is_some_and(|(a, _)| a == "delivered" || (a == "retry" && *act == Act::Retry));
-        let moved_by_broker = matches!(way, Way::Expire | Way::Overflow);
+        let moved_by_broker = matches!(way, Way::QueueTtl | Way::Overflow);
         if delivered && moved_by_broker {
             theirs.push(id.clone());
             false

@@ -288,7 +288,7 @@ async fn once_draws_progress_on_a_terminal_and_nothing_into_a_file() {
     let out = std::process::Command::new("script")
         .args(["-qec", &cmd])
         .arg(&typescript)
-        .env("DLQD_URL", common::URL)
+        .env("DLQD_URL", common::url())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .status()

@@ -223,7 +223,7 @@ fn run_once(dlq: &str, fwd: &str, limit: Duration) -> std::process::Output {
             "--rule",
             "ACTION(IGNORE)",
         ],
-        URL,
+        url(),
         limit,
     )
 }
@@ -426,7 +426,7 @@ async fn a_future_examined_mark_does_not_stall_the_handler() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dlqd"))
         .args(["run", "--rules"])
         .arg(&rules)
-        .env("DLQD_URL", URL)
+        .env("DLQD_URL", url())
         .env("NO_COLOR", "1")
         .env_remove("DLQD_LOG")
         .stdin(std::process::Stdio::null())

@@ -8,13 +8,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::dlqd;
-use support::lab::{self, Lab, SHARED_URL, Way};
+use support::lab::{self, Lab, Way, shared_url};
 use support::mix::{Mix, Rng};
 
 /// Two instances on one DLQ; the work queue keeps rejecting: each message is retried
 /// three times (by whichever instance takes it) and then forwarded exactly once.
 async fn two_instances_share_a_dlq(delay: Option<&str>) {
-    let mut lab = Lab::connect(SHARED_URL).await;
+    let mut lab = Lab::connect(shared_url()).await;
     let dlq = lab::unique("dlq");
     let work = lab::unique("work");
     let parked = lab::unique("parked");
@@ -53,8 +53,8 @@ async fn two_instances_share_a_dlq(delay: Option<&str>) {
     .expect("rules");
     let rules = rules.display().to_string();
     let args = ["--rules", rules.as_str(), "--prefetch", "10"];
-    let mut a = dlqd::start(dir.path(), SHARED_URL, &args);
-    let mut b = dlqd::start(dir.path(), SHARED_URL, &args);
+    let mut a = dlqd::start(dir.path(), shared_url(), &args);
+    let mut b = dlqd::start(dir.path(), shared_url(), &args);
 
     let deadline = Instant::now() + Duration::from_secs(120);
     while lab.count(&parked).await.unwrap_or(0) < n as u32 {
@@ -129,14 +129,14 @@ async fn two_instances_on_one_dlq_with_delayed_retries_forward_exactly_once() {
 /// then every message is where its rule says, none lost, none duplicated.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_mid_mixed_drain_exits_zero_and_a_second_run_finishes_it_losing_nothing() {
-    let mut lab = Lab::connect(SHARED_URL).await;
+    let mut lab = Lab::connect(shared_url()).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let n = 3000;
     let mix = Mix::setup(&mut lab, dir.path(), "term", n, &mut Rng(7)).await;
     let rules = mix.rules_arg();
     let args = ["--rules", rules.as_str(), "--prefetch", "100"];
 
-    let mut first = dlqd::start(dir.path(), SHARED_URL, &args);
+    let mut first = dlqd::start(dir.path(), shared_url(), &args);
     let deadline = Instant::now() + Duration::from_secs(60);
     while lab.count(&mix.dlq).await.unwrap_or(0) > (n as u32) * 3 / 4 {
         assert!(Instant::now() < deadline, "{}", first.stderr_tail(20));
@@ -153,7 +153,7 @@ async fn sigterm_mid_mixed_drain_exits_zero_and_a_second_run_finishes_it_losing_
     assert!(left > 0, "stopped in the middle of the drain");
     assert!(first.stderr().contains("stop requested"));
 
-    let mut second = dlqd::start(dir.path(), SHARED_URL, &args);
+    let mut second = dlqd::start(dir.path(), shared_url(), &args);
     let settled = mix.settle(&mut lab, Duration::from_secs(120)).await;
     second.signal("TERM");
     let status = second.wait(Duration::from_secs(10)).await;
@@ -224,7 +224,7 @@ async fn wait_log(d: &dlqd::Dlqd, needle: &str, occurrences: usize) {
 /// is refused with its diagnostics on stderr and the table in force stays.
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_valid_file_takes_over_and_invalid_file_keeps_the_old_table() {
-    let mut lab = Lab::connect(SHARED_URL).await;
+    let mut lab = Lab::connect(shared_url()).await;
     let dlq = lab::unique("dlq");
     let work = lab::unique("work");
     let qa = lab::unique("a");
@@ -238,7 +238,7 @@ async fn sighup_valid_file_takes_over_and_invalid_file_keeps_the_old_table() {
     let rules = dir.path().join("hup.rules");
     std::fs::write(&rules, format!("INPUTQ({dlq})\nACTION(FWD) FWDQ({qa})\n")).expect("rules");
     let rules_s = rules.display().to_string();
-    let mut d = dlqd::start(dir.path(), SHARED_URL, &["--rules", rules_s.as_str()]);
+    let mut d = dlqd::start(dir.path(), shared_url(), &["--rules", rules_s.as_str()]);
     wait_log(&d, "connected", 1).await;
 
     // One dead letter, made by rejecting it; wait until `queue` holds `count`.

@@ -40,9 +40,10 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
         written = browsed.visited,
         depth = browsed.depth_at_start,
         out = %target,
-        "captured {} of {} message(s); the queue was left as it was",
+        "captured {} of {} message(s)",
         browsed.visited,
         browsed.depth_at_start
     );
+    crate::commands::report_put_back(&args.queue, &browsed);
     Ok(ExitCode::SUCCESS)
 }

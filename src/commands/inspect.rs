@@ -41,5 +41,6 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     write!(out, "{}", summary.render(&args.queue, SystemTime::now()))?;
     out.flush()?;
     tracing::debug!(queue = %args.queue, messages = browsed.visited, "inspected");
+    crate::commands::report_put_back(&args.queue, &browsed);
     Ok(ExitCode::SUCCESS)
 }

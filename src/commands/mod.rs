@@ -5,3 +5,38 @@ pub mod check;
 pub mod dry_run;
 pub mod inspect;
 pub mod run;
+
+/// Say what was checked after a browse (capture, inspect): the queue's depth again, and
+/// how the messages were put back. Never claims more than the check showed.
+fn report_put_back(queue: &str, b: &crate::broker::browse::Browsed) {
+    use crate::broker::browse::Method;
+    if b.fetched == 0 {
+        return;
+    }
+    let how = match b.method {
+        Method::Return => "handed back in order",
+        Method::Move => "moved round the queue in order (delivery counts start again)",
+    };
+    if b.intact {
+        tracing::info!(
+            queue = %queue,
+            depth = b.depth_after,
+            depth_at_start = b.depth_at_start,
+            method = ?b.method,
+            "checked: the queue holds {} message(s) again ({} at the start); they were {how}",
+            b.depth_after,
+            b.depth_at_start
+        );
+    } else {
+        tracing::warn!(
+            queue = %queue,
+            depth = b.depth_after,
+            depth_at_start = b.depth_at_start,
+            method = ?b.method,
+            "the queue holds {} message(s), {} at the start: another consumer took some \
+             meanwhile (the browsed ones were {how})",
+            b.depth_after,
+            b.depth_at_start
+        );
+    }
+}

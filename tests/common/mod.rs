@@ -16,7 +16,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
 #[allow(unused_imports)] // not every test file uses every re-export
-pub use crate::support::broker::{URL, Way, text};
+pub use crate::support::broker::{Way, text, url};
 pub use crate::support::dlqd::Dlqd;
 #[allow(unused_imports)] // not every test file uses every re-export
 pub use crate::support::proxy::Proxy;
@@ -118,17 +118,10 @@ impl Broker {
     }
 
     /// A work queue whose dead letters go (through the default exchange) to `dlq`, which
-    /// is declared too. `Overflow` work queues hold at most one message.
+    /// is declared too (see [`broker::work_queue_args`]).
     pub async fn work_queue(&mut self, work: &str, dlq: &str, way: Way) {
         self.queue(dlq, &[]).await;
-        let mut a = vec![
-            ("x-dead-letter-exchange", text("")),
-            ("x-dead-letter-routing-key", text(dlq)),
-        ];
-        if way == Way::Overflow {
-            a.push(("x-max-length", AMQPValue::LongLongInt(1)));
-        }
-        self.queue(work, &a).await;
+        self.queue(work, &broker::work_queue_args(way, dlq)).await;
     }
 
     /// Publish to a queue through the default exchange, confirmed.
@@ -215,6 +208,35 @@ impl Broker {
                     .map(|(b, p)| (b.clone(), p.clone().with_expiration("1".into())))
                     .collect();
                 self.publish_all(work, &expiring).await;
+            }
+            Way::QueueTtl => self.publish_all(work, messages).await,
+            Way::DeliveryLimit => {
+                // Returned (reject with requeue: counted on every version) until the
+                // broker dead-letters it past x-delivery-limit.
+                self.publish_all(work, messages).await;
+                let ch = self.conn.create_channel().await.expect("channel");
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while self.count(dlq).await < before + messages.len() as u32 {
+                    assert!(
+                        Instant::now() < deadline,
+                        "{work} did not dead-letter by delivery limit"
+                    );
+                    if let Some(m) = ch
+                        .basic_get(work.into(), BasicGetOptions::default())
+                        .await
+                        .expect("basic.get")
+                    {
+                        ch.basic_reject(
+                            m.delivery.delivery_tag,
+                            BasicRejectOptions { requeue: true },
+                        )
+                        .await
+                        .expect("reject with requeue");
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                let _ = ch.close(200, "done".into()).await;
             }
             Way::Overflow => {
                 // Each publish pushes the one before it out; a last filler is purged.
@@ -391,7 +413,7 @@ impl Drop for Broker {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let Ok(conn) = Connection::connect(URL, ConnectionProperties::default()).await
+                let Ok(conn) = Connection::connect(url(), ConnectionProperties::default()).await
                 else {
                     return;
                 };
@@ -427,7 +449,7 @@ pub fn rules_file(dir: &Path, text: &str) -> PathBuf {
 
 /// Start `dlqd run ARGS...` against the test broker.
 pub fn start_dlqd(dir: &Path, run_args: &[&str]) -> Dlqd {
-    dlqd::start(dir, URL, run_args)
+    dlqd::start(dir, url(), run_args)
 }
 
 /// Run `dlqd run ARGS...` to completion (at most `timeout`); exit status and stderr.

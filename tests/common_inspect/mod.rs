@@ -17,7 +17,7 @@ use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 
 use crate::support::broker::table;
 #[allow(unused_imports)] // not every test file uses every re-export
-pub use crate::support::broker::{URL, connect, unique};
+pub use crate::support::broker::{connect, unique, url};
 
 /// Queues delete themselves after this long unused, should a test die before its cleanup.
 const EXPIRES_MS: i64 = 10 * 60 * 1000;
@@ -41,6 +41,21 @@ pub struct Seen {
 impl Lab {
     /// A DLX and a DLQ (a classic queue, or a quorum queue when `quorum`).
     pub async fn new(prefix: &str, quorum: bool) -> Lab {
+        Lab::with_dlq_args(prefix, quorum, &[]).await
+    }
+
+    /// A DLX and a quorum DLQ with this `x-delivery-limit` (the broker's default when
+    /// `None`: 20 on 4.x, none on 3.x) and no dead-letter exchange of its own: a message
+    /// returned past the limit is dropped.
+    pub async fn quorum_with_limit(prefix: &str, limit: Option<i64>) -> Lab {
+        let extra: Vec<(&str, AMQPValue)> = limit
+            .map(|l| ("x-delivery-limit", AMQPValue::LongLongInt(l)))
+            .into_iter()
+            .collect();
+        Lab::with_dlq_args(prefix, true, &extra).await
+    }
+
+    async fn with_dlq_args(prefix: &str, quorum: bool, extra: &[(&str, AMQPValue)]) -> Lab {
         let conn = connect().await;
         let ch = conn.create_channel().await.expect("channel");
         ch.confirm_select(ConfirmSelectOptions::default())
@@ -64,6 +79,7 @@ impl Lab {
         if quorum {
             args.push(("x-queue-type", AMQPValue::LongString("quorum".into())));
         }
+        args.extend(extra.iter().cloned());
         ch.queue_declare(
             dlq.as_str().into(),
             QueueDeclareOptions {
@@ -267,6 +283,16 @@ impl Lab {
     /// Take every message off a queue, in order (a no-ack consumer; the queue must be
     /// still: its depth is read first).
     pub async fn drain(&self, queue: &str) -> Vec<Seen> {
+        self.drain_counted(queue)
+            .await
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect()
+    }
+
+    /// [`Lab::drain`], with each message's `x-delivery-count` (how often a quorum queue
+    /// has handed it out before; absent on a first delivery on 4.x).
+    pub async fn drain_counted(&self, queue: &str) -> Vec<(Seen, Option<i64>)> {
         let n = self.depth(queue).await as usize;
         let ch = self.conn.create_channel().await.expect("channel");
         let mut consumer = ch
@@ -288,10 +314,24 @@ impl Lab {
                 .expect("the next message within 10s")
                 .expect("consumer open")
                 .expect("delivery");
-            out.push(Seen {
-                message_id: d.properties.message_id().as_ref().map(|s| s.to_string()),
-                body: d.data,
-            });
+            let count = d
+                .properties
+                .headers()
+                .as_ref()
+                .and_then(|h| h.inner().get("x-delivery-count").cloned())
+                .map(|v| match v {
+                    AMQPValue::LongLongInt(n) => n,
+                    AMQPValue::LongInt(n) => i64::from(n),
+                    AMQPValue::LongUInt(n) => i64::from(n),
+                    other => panic!("x-delivery-count is {other:?}"),
+                });
+            out.push((
+                Seen {
+                    message_id: d.properties.message_id().as_ref().map(|s| s.to_string()),
+                    body: d.data,
+                },
+                count,
+            ));
         }
         let _ = ch.close(200, "done".into()).await;
         assert_eq!(

@@ -13,7 +13,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
 #[allow(unused_imports)] // not every test file uses every re-export
-pub use crate::support::broker::{URL, text};
+pub use crate::support::broker::{text, url};
 
 /// A queue name no other test (or test run) uses.
 pub fn unique(prefix: &str) -> String {
@@ -59,7 +59,7 @@ pub struct Broker {
 impl Broker {
     /// Connect to the shared node; fail saying how to start it.
     pub async fn shared() -> Broker {
-        Broker::connect(URL)
+        Broker::connect(url())
             .await
             .unwrap_or_else(|e| panic!("{}", crate::support::broker::no_broker(&e)))
     }

@@ -1,6 +1,7 @@
-//! The shared test broker — 127.0.0.1:5672 unless `DLQD_TEST_URL` names another when the
-//! tests are built (`DLQD_TEST_URL=amqp://guest:guest@127.0.0.1:5675/%2f cargo test` runs
-//! them against a RabbitMQ 4.x node started by scripts/broker-matrix.sh): its URL,
+//! The shared test broker — `DLQD_TEST_URL` when set (read when the tests run:
+//! `DLQD_TEST_URL=amqp://guest:guest@127.0.0.1:5675/%2f cargo test` runs the same build
+//! against a RabbitMQ 4.x node started by scripts/broker-matrix.sh), else
+//! 127.0.0.1:5672: its URL,
 //! connecting to it (or failing with how to start one), unique queue names, the ways of
 //! dead-lettering, and small AMQP value/table builders.
 
@@ -11,15 +12,25 @@ use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties};
 
-/// The shared broker every integration test runs against (`DLQD_TEST_URL` at build time).
-pub const URL: &str = match option_env!("DLQD_TEST_URL") {
-    Some(url) => url,
-    None => "amqp://guest:guest@127.0.0.1:5672/%2f",
-};
+/// The environment variable that names the broker every integration test runs against.
+pub const URL_ENV: &str = "DLQD_TEST_URL";
+/// The broker when `DLQD_TEST_URL` is not set: the machine's own node.
+pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-/// The port of [`URL`] (for a proxy in front of the shared broker).
+/// The shared broker every integration test runs against: `DLQD_TEST_URL`, else
+/// [`DEFAULT_URL`]. The one place a test learns where the broker is.
+pub fn url() -> &'static str {
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| match std::env::var(URL_ENV) {
+        Ok(u) if !u.is_empty() => u,
+        _ => DEFAULT_URL.to_string(),
+    })
+}
+
+/// The port of [`url()`] (for a proxy in front of the shared broker).
 pub fn port() -> u16 {
-    URL.rsplit_once(':')
+    url()
+        .rsplit_once(':')
         .and_then(|(_, rest)| rest.split('/').next())
         .and_then(|p| p.parse().ok())
         .unwrap_or(5672)
@@ -42,14 +53,16 @@ pub fn unique(prefix: &str) -> String {
 /// The panic message when the shared broker cannot be reached.
 pub fn no_broker(e: &dyn std::fmt::Display) -> String {
     format!(
-        "no RabbitMQ broker at {URL} ({e}); start one with `rabbitmq-server -detached` \
-         (then `rabbitmqctl await_startup`), or for another version scripts/broker-matrix.sh"
+        "no RabbitMQ broker at {} ({e}); start one with `rabbitmq-server -detached` \
+         (then `rabbitmqctl await_startup`), or for another version scripts/broker-matrix.sh \
+         and {URL_ENV}",
+        url()
     )
 }
 
 /// Connect to the shared broker, or fail saying how to start one.
 pub async fn connect() -> Connection {
-    match Connection::connect(URL, ConnectionProperties::default()).await {
+    match Connection::connect(url(), ConnectionProperties::default()).await {
         Ok(c) => c,
         Err(e) => panic!("{}", no_broker(&e)),
     }
@@ -69,26 +82,62 @@ pub fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
     t
 }
 
-/// How a work queue dead-letters what is put in it (the helpers make each the real way).
+/// The real ways a work queue dead-letters what is put in it, one meaning each. Every
+/// harness builds its work queues with [`work_queue_args`] and dead-letters the way the
+/// variant says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Way {
     /// A consumer rejects it (requeue=false): reason `rejected`.
     Reject,
-    /// Its TTL runs out: reason `expired`.
+    /// Its own TTL (the `expiration` property, 1 ms) runs out in the work queue: `expired`.
     Expire,
-    /// The queue's length limit pushes it out: reason `maxlen`.
+    /// The work queue's TTL (`x-message-ttl` 0) runs out: `expired`.
+    QueueTtl,
+    /// The work queue's length limit (`x-max-length` 1) pushes it out: `maxlen`.
     Overflow,
+    /// A quorum work queue's delivery limit (`x-delivery-limit` 1) is passed after a
+    /// consumer returns it (reject with requeue) twice: `delivery_limit`.
+    DeliveryLimit,
 }
+
+/// Every way, in one list.
+pub const ALL_WAYS: [Way; 5] = [
+    Way::Reject,
+    Way::Expire,
+    Way::QueueTtl,
+    Way::Overflow,
+    Way::DeliveryLimit,
+];
 
 impl Way {
     /// The `x-death` reason the broker records for this way.
     pub fn reason(self) -> &'static str {
         match self {
             Way::Reject => "rejected",
-            Way::Expire => "expired",
+            Way::Expire | Way::QueueTtl => "expired",
             Way::Overflow => "maxlen",
+            Way::DeliveryLimit => "delivery_limit",
         }
     }
+}
+
+/// The arguments of a durable work queue that dead-letters `way` into `dlq` through the
+/// default exchange: the one definition of "a work queue" for every test.
+pub fn work_queue_args(way: Way, dlq: &str) -> Vec<(&'static str, AMQPValue)> {
+    let mut args = vec![
+        ("x-dead-letter-exchange", text("")),
+        ("x-dead-letter-routing-key", text(dlq)),
+    ];
+    match way {
+        Way::Reject | Way::Expire => {}
+        Way::QueueTtl => args.push(("x-message-ttl", AMQPValue::LongLongInt(0))),
+        Way::Overflow => args.push(("x-max-length", AMQPValue::LongLongInt(1))),
+        Way::DeliveryLimit => {
+            args.push(("x-queue-type", text("quorum")));
+            args.push(("x-delivery-limit", AMQPValue::LongLongInt(1)));
+        }
+    }
+    args
 }
 
 /// Ready messages in `queue`, by a passive declare on `ch` (a throwaway channel: it is

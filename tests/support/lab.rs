@@ -14,7 +14,7 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProper
 
 /// The shared broker of the other integration tests.
 #[allow(unused_imports)] // not every test file uses every re-export
-pub use super::broker::URL as SHARED_URL;
+pub use super::broker::url as shared_url;
 #[allow(unused_imports)] // not every test file uses every re-export
 pub use super::broker::{table, text};
 
@@ -26,7 +26,8 @@ pub fn unique(prefix: &str) -> String {
 #[allow(unused_imports)] // not every test file uses every re-export
 pub use super::broker::Way;
 
-pub const WAYS: [Way; 3] = [Way::Reject, Way::Expire, Way::Overflow];
+/// The ways the fault tests mix: what dlqd must survive in bulk.
+pub const WAYS: [Way; 3] = [Way::Reject, Way::QueueTtl, Way::Overflow];
 
 /// Persistent properties with a message id and an `act` header (what the rules match).
 pub fn props(id: &str, act: &str) -> BasicProperties {
@@ -184,16 +185,12 @@ impl Lab {
 
     /// A work queue that dead-letters `way` into `dlq` (through the default exchange).
     pub async fn work_queue(&mut self, name: &str, dlq: &str, way: Way) {
-        let mut args = vec![
-            ("x-dead-letter-exchange", text("")),
-            ("x-dead-letter-routing-key", text(dlq)),
-        ];
-        match way {
-            Way::Reject => {}
-            Way::Expire => args.push(("x-message-ttl", AMQPValue::LongLongInt(0))),
-            Way::Overflow => args.push(("x-max-length", AMQPValue::LongLongInt(1))),
-        }
-        self.queue(name, &args).await;
+        assert!(
+            matches!(way, Way::Reject | Way::QueueTtl | Way::Overflow),
+            "the lab dead-letters in bulk by reject, queue TTL or overflow, not {way:?}"
+        );
+        self.queue(name, &super::broker::work_queue_args(way, dlq))
+            .await;
     }
 
     /// Publish persistent messages to queues through the default exchange, pipelined,

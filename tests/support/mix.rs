@@ -100,8 +100,11 @@ pub enum Place {
 pub fn allowed(act: Act, way: Way) -> &'static [Place] {
     match (act, way) {
         (Act::Retry | Act::Delay, Way::Reject) => &[Place::Work(Way::Reject)],
-        (Act::Retry | Act::Delay, Way::Expire) => &[Place::Parked],
+        (Act::Retry | Act::Delay, Way::QueueTtl) => &[Place::Parked],
         (Act::Retry | Act::Delay, Way::Overflow) => &[Place::Work(Way::Overflow), Place::Parked],
+        (Act::Retry | Act::Delay, Way::Expire | Way::DeliveryLimit) => {
+            unreachable!("the mix dead-letters by reject, queue TTL or overflow only")
+        }
         (Act::Fwd, _) => &[Place::Fwd],
         (Act::FwdEx, _) => &[Place::FwdEx],
         (Act::Archive, _) => &[Place::Archive],
