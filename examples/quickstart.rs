@@ -325,7 +325,7 @@ async fn status(save: Option<String>) -> Result<()> {
     let mut saved = String::new();
     for queue in QUEUES {
         let mut ids = Vec::new();
-        let browsed = dlqd::broker::browse::browse(&url, queue, None, |m| {
+        let browsed = dlqd::broker::browse::browse(std::slice::from_ref(&url), queue, None, |m| {
             ids.push(m.properties.message_id.unwrap_or_else(|| "?".into()));
             Ok(())
         })

@@ -80,11 +80,13 @@ pub struct DryRunArgs {
 /// Connection options shared by the commands that talk to a broker.
 #[derive(Debug, Args, Clone)]
 pub struct BrokerArgs {
-    /// Broker URL (amqp:// or amqps://). For amqps://, env DLQD_TLS_CA_FILE names a PEM
-    /// file of extra CAs to trust; DLQD_TLS_CERT_FILE and DLQD_TLS_KEY_FILE a client
+    /// Broker URL (amqp:// or amqps://); repeat it (or separate URLs with commas in
+    /// DLQD_URL) for the nodes of a cluster: dlqd connects to the first that answers and
+    /// moves to the next when one goes away. For amqps://, env DLQD_TLS_CA_FILE names a
+    /// PEM file of extra CAs to trust; DLQD_TLS_CERT_FILE and DLQD_TLS_KEY_FILE a client
     /// certificate and key.
-    #[arg(long, env = "DLQD_URL", default_value = DEFAULT_URL, hide_env_values = true, hide_default_value = true)]
-    pub url: String,
+    #[arg(long = "url", env = "DLQD_URL", value_delimiter = ',', default_value = DEFAULT_URL, hide_env_values = true, hide_default_value = true)]
+    pub urls: Vec<String>,
 }
 
 #[derive(Debug, Args)]

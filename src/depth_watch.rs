@@ -13,12 +13,17 @@ use crate::broker::Session;
 use crate::observer::Observer;
 
 /// Start watching `queue` every `every`; abort the handle to stop.
-pub fn spawn(url: String, queue: String, every: Duration, observer: Observer) -> JoinHandle<()> {
+pub fn spawn(
+    urls: Vec<String>,
+    queue: String,
+    every: Duration,
+    observer: Observer,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut session: Option<Session> = None;
         loop {
             if session.is_none() {
-                match Session::open(&url).await {
+                match Session::open(&urls, 0).await {
                     Ok(s) => session = Some(s),
                     Err(e) => tracing::debug!(error = %e, "depth watch: cannot connect yet"),
                 }

@@ -66,7 +66,7 @@ async fn fill(lab: &Lab, queue: &str, n: usize) -> Vec<Seen> {
 
 async fn browse_ids(queue: &str, limit: Option<u64>) -> (Vec<Seen>, dlqd::broker::browse::Browsed) {
     let mut got = Vec::new();
-    let done = browse(url(), queue, limit, |m| {
+    let done = browse(&[url().to_string()], queue, limit, |m| {
         got.push(seen(&m));
         Ok(())
     })
@@ -198,7 +198,7 @@ async fn browse_keeps_the_order_of_a_quorum_queue_with_a_limit() {
 #[tokio::test]
 async fn browse_of_a_missing_queue_says_so() {
     let name = common_inspect::unique("dlqd.test.missing");
-    let err = browse(url(), &name, None, |_| Ok(()))
+    let err = browse(&[url().to_string()], &name, None, |_| Ok(()))
         .await
         .expect_err("no such queue");
     assert!(matches!(err, BrowseError::NotFound { .. }), "{err:?}");

@@ -49,7 +49,7 @@ use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Confirmation, Connection, ErrorKind};
 
-use super::connect::{ConnectError, connect, redact, scrub};
+use super::connect::{ConnectError, connect_any, redact, scrub};
 use super::convert::message_from_amqp;
 use crate::message::Message;
 
@@ -104,7 +104,7 @@ pub struct Browsed {
 /// Messages published while the browse runs are not visited. Other consumers of the
 /// queue compete for its messages while the browse runs; the browsed ones come back.
 pub async fn browse<F>(
-    url: &str,
+    urls: &[String],
     queue: &str,
     limit: Option<u64>,
     visit: F,
@@ -113,7 +113,8 @@ where
     F: FnMut(Message) -> std::io::Result<()>,
 {
     let name = ShortString::try_new(queue).map_err(|_| BrowseError::BadName(queue.len()))?;
-    let conn = connect(url).await?;
+    let (conn, i) = connect_any(urls, 0).await?;
+    let url = urls[i].as_str();
     let result = browse_on(&conn, url, name, limit, visit).await;
     let _ = conn.close(200, "dlqd browse done".into()).await;
     result

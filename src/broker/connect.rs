@@ -143,6 +143,48 @@ pub fn scrub(url: &str, text: &str) -> String {
     out
 }
 
+/// How long one address may take to accept a connection before the next is tried.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Connect to the first of `urls` (the nodes of one cluster) that accepts, starting at
+/// `start` and going round once; the connection and the index of its URL. Each address
+/// gets [`CONNECT_TIMEOUT`]. The error is the last address's (a bad URL or TLS setup,
+/// which no other address can cure, is returned at once).
+pub async fn connect_any(
+    urls: &[String],
+    start: usize,
+) -> Result<(Connection, usize), ConnectError> {
+    let mut last = None;
+    for k in 0..urls.len().max(1) {
+        let i = (start + k) % urls.len().max(1);
+        let Some(url) = urls.get(i) else { break };
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect(url)).await {
+            Ok(Ok(conn)) => return Ok((conn, i)),
+            Ok(Err(e @ (ConnectError::BadUrl { .. } | ConnectError::Tls { .. }))) => return Err(e),
+            Ok(Err(e)) => {
+                if urls.len() > 1 {
+                    tracing::warn!(error = %e, "broker address unavailable; trying the next");
+                }
+                last = Some(e);
+            }
+            Err(_) => {
+                let e = ConnectError::Connect {
+                    url: redact(url),
+                    reason: format!("no answer within {CONNECT_TIMEOUT:?}"),
+                };
+                if urls.len() > 1 {
+                    tracing::warn!(error = %e, "broker address unavailable; trying the next");
+                }
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or(ConnectError::BadUrl {
+        url: String::new(),
+        reason: "no broker URL given".into(),
+    }))
+}
+
 /// Open a connection to `url` (`amqp://` or `amqps://`, TLS through rustls).
 pub async fn connect(url: &str) -> Result<Connection, ConnectError> {
     let uri: AMQPUri = url.parse().map_err(|e: String| ConnectError::BadUrl {

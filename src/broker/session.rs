@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use lapin::Connection;
 
-use crate::broker::connect::connect;
+use crate::broker::connect::connect_any;
 use crate::broker::consumer::DlqConsumer;
 use crate::broker::error::{ActionFailure, BrokerError};
 use crate::broker::publisher::{Confirm, Publisher};
@@ -15,19 +15,30 @@ use crate::message::Message;
 /// A live connection with a confirm-mode publisher.
 pub struct Session {
     conn: Arc<Connection>,
+    /// Which of the URLs it was opened on.
+    url_index: usize,
     publisher: Publisher,
     topology: Topology,
 }
 
 impl Session {
-    pub async fn open(url: &str) -> Result<Self, BrokerError> {
-        let conn = Arc::new(connect(url).await?);
+    /// Open a session on the first of `urls` that accepts, from `start` on (see
+    /// [`connect_any`]).
+    pub async fn open(urls: &[String], start: usize) -> Result<Self, BrokerError> {
+        let (conn, url_index) = connect_any(urls, start).await?;
+        let conn = Arc::new(conn);
         let publisher = Publisher::open(&conn).await?;
         Ok(Session {
             conn,
+            url_index,
             publisher,
             topology: Topology::default(),
         })
+    }
+
+    /// The index (in the URLs it was opened with) of the broker address it is on.
+    pub fn url_index(&self) -> usize {
+        self.url_index
     }
 
     /// The connection, for the stage movers (each opens channels of its own on it).

@@ -28,7 +28,7 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let browsed = rt
-        .block_on(browse(&args.broker.url, &args.queue, args.limit, |m| {
+        .block_on(browse(&args.broker.urls, &args.queue, args.limit, |m| {
             out.write_all(capture::to_line(&m).as_bytes())?;
             out.write_all(b"\n")
         }))

@@ -22,7 +22,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let browsed = rt
-        .block_on(browse(&args.broker.url, &args.queue, None, |m| {
+        .block_on(browse(&args.broker.urls, &args.queue, None, |m| {
             let meta = MessageMeta::new(summary.total(), &DeadLetter::new(&m));
             if list {
                 if meta.index == 0 {

@@ -48,7 +48,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let observer = Observer::new(metrics.clone(), audit, progress);
     let config = Config {
-        url: args.broker.url.clone(),
+        urls: args.broker.urls.clone(),
         queue,
         prefetch: args.prefetch,
         once: args.once,
@@ -59,7 +59,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let (url, metrics_addr) = (args.broker.url.clone(), args.metrics_addr);
+    let (urls, metrics_addr) = (args.broker.urls.clone(), args.metrics_addr);
     runtime.block_on(async move {
         let server = match metrics_addr {
             Some(addr) => Some(
@@ -71,7 +71,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         // The gauge and the progress bar want the depth while messages flow.
         let watch = (metrics_addr.is_some() || observer.progress().is_visible())
-            .then(|| depth_watch::spawn(url, config.queue.clone(), DEPTH_EVERY, observer.clone()));
+            .then(|| depth_watch::spawn(urls, config.queue.clone(), DEPTH_EVERY, observer.clone()));
         let signals = Signals::install().context("cannot install signal handlers")?;
         let (control, control_rx) = mpsc::unbounded_channel();
         let forward = tokio::spawn(forward_signals(signals, rules_path, control));

@@ -61,7 +61,8 @@ const HOLD_TOO_LARGE: Duration = Duration::from_secs(600);
 /// What `dlqd run` was asked to do.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub url: String,
+    /// The broker's addresses (the nodes of one cluster; usually one).
+    pub urls: Vec<String>,
     /// The DLQ (from --queue or INPUTQ).
     pub queue: String,
     pub prefetch: u16,
@@ -233,12 +234,14 @@ impl Daemon {
         // A DLQ missing at start is a mistake (exit 1); one deleted while dlqd runs is
         // waited for (an application redeploy declares it again).
         let mut had_dlq = false;
+        // The address to try first: after a lost session, the next node.
+        let mut next_url = 0;
         loop {
             if self.stopping {
                 return Ok(());
             }
             let opened = tokio::select! {
-                s = Session::open(&self.config.url) => Some(s),
+                s = Session::open(&self.config.urls, next_url) => Some(s),
                 c = self.control.recv() => { self.on_control(c); None }
             };
             let Some(opened) = opened else { continue };
@@ -251,7 +254,8 @@ impl Daemon {
                     continue;
                 }
             };
-            info!(queue = %self.config.queue, url = %crate::broker::redact(&self.config.url), "connected");
+            let url = &self.config.urls[session.url_index()];
+            info!(queue = %self.config.queue, url = %crate::broker::redact(url), "connected");
             if !warned_retention && !self.once() {
                 warned_retention = true;
                 warn!(queue = %self.config.queue, left_queue = %stage::left_queue(&self.config.queue),
@@ -281,6 +285,8 @@ impl Daemon {
                 }
                 Err(e) => {
                     warn!(error = %e, "session lost; reconnecting");
+                    // The node may be the trouble: start with the next address.
+                    next_url = (session.url_index() + 1) % self.config.urls.len().max(1);
                     session.close().await;
                     self.pause(backoff.next_delay()).await;
                 }
