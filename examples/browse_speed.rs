@@ -58,7 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let started = Instant::now();
     let mut bytes = 0usize;
-    let done = dlqd::broker::browse::browse(&[url.clone()], &queue, None, |m| {
+    let done = dlqd::broker::browse::browse(std::slice::from_ref(&url), &queue, None, |m| {
         bytes += dlqd::capture::to_line(&m).len() + 1;
         Ok(())
     })
