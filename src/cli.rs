@@ -105,6 +105,11 @@ pub struct RunArgs {
     /// Stop when the DLQ holds nothing to act on now (same as WAIT(NO)).
     #[arg(long)]
     pub once: bool,
+    /// The type of the queues dlqd declares for delays and left messages: classic
+    /// (one broker), or quorum (a cluster, with a quorum DLQ: they survive a node loss).
+    /// Switching needs the old ones deleted (empty) first.
+    #[arg(long, value_enum, default_value_t = crate::stage::StageKind::Classic)]
+    pub stage_queues: crate::stage::StageKind,
     /// Unacknowledged messages in flight at most.
     #[arg(long, default_value_t = 500)]
     pub prefetch: u16,

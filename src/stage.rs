@@ -14,6 +14,24 @@ use crate::message::{FieldTable, Message, Value};
 /// The prefix of dlqd's delay queues (also of the old, TTL-based ones).
 pub use crate::message::DELAY_QUEUE_PREFIX;
 /// The prefix of dlqd's left queues.
+/// The type of queue dlqd declares for its stage (delay and left queues).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum StageKind {
+    /// Durable classic queues: one node holds them (the default; one broker).
+    #[default]
+    Classic,
+    /// Quorum queues, replicated like a quorum DLQ (a cluster), with a delivery limit
+    /// far above what a delay's returns can reach (RabbitMQ 4.x would otherwise drop a
+    /// message returned more than 20 times; dlqd never rejects its own).
+    Quorum,
+}
+
+/// The `x-delivery-limit` of a quorum stage queue: a mover hands held messages back at
+/// most once a minute, so a delay of the longest step (≈ 1.8 h) is returned about 110
+/// times; 4.x's default limit of 20 would drop it. (`-1`, "unlimited" on 4.x, means
+/// "drop at the first return" on 3.x, so a large number it is.)
+pub const QUORUM_STAGE_DELIVERY_LIMIT: i64 = 1_000_000;
+
 pub const LEFT_QUEUE_PREFIX: &str = "dlqd.left.";
 
 /// When the message may leave the stage queue it is in (ms since the epoch).

@@ -11,12 +11,15 @@ use crate::broker::error::{ActionFailure, BrokerError};
 use crate::broker::publisher::{Confirm, Publisher};
 use crate::broker::topology::{self, Topology};
 use crate::message::Message;
+use crate::stage::StageKind;
 
 /// A live connection with a confirm-mode publisher.
 pub struct Session {
     conn: Arc<Connection>,
     /// Which of the URLs it was opened on.
     url_index: usize,
+    /// The type of dlqd's stage queues.
+    stage_kind: StageKind,
     publisher: Publisher,
     topology: Topology,
 }
@@ -31,9 +34,15 @@ impl Session {
         Ok(Session {
             conn,
             url_index,
+            stage_kind: StageKind::default(),
             publisher,
             topology: Topology::default(),
         })
+    }
+
+    /// Declare dlqd's stage queues as `kind` from now on.
+    pub fn set_stage_kind(&mut self, kind: StageKind) {
+        self.stage_kind = kind;
     }
 
     /// The index (in the URLs it was opened with) of the broker address it is on.
@@ -74,7 +83,7 @@ impl Session {
 
     /// Declare one of dlqd's stage queues (delay or left queue).
     pub async fn declare_stage_queue(&self, name: &str) -> Result<(), ActionFailure> {
-        topology::declare_stage_queue(&self.conn, name).await
+        topology::declare_stage_queue(&self.conn, name, self.stage_kind).await
     }
 
     /// Ready messages in `queue`.

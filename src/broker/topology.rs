@@ -2,6 +2,7 @@
 //! channel, cached), dlqd's own stage queues (delay and left queues: durable classic
 //! queues without TTL or dead-lettering, declared whenever needed), queue depths.
 
+use crate::stage::StageKind;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -81,12 +82,26 @@ impl Topology {
 
 /// Declare one of dlqd's stage queues (idempotent): durable, classic (a quorum queue
 /// would count every hand-back toward its delivery limit), no TTL, no dead-lettering.
-pub async fn declare_stage_queue(conn: &Connection, name: &str) -> Result<(), ActionFailure> {
+pub async fn declare_stage_queue(
+    conn: &Connection,
+    name: &str,
+    kind: StageKind,
+) -> Result<(), ActionFailure> {
     let qname = short(name)?;
     let mut args = FieldTable::default();
+    let type_name = match kind {
+        StageKind::Classic => "classic",
+        StageKind::Quorum => {
+            args.insert(
+                "x-delivery-limit".into(),
+                AMQPValue::LongLongInt(crate::stage::QUORUM_STAGE_DELIVERY_LIMIT),
+            );
+            "quorum"
+        }
+    };
     args.insert(
         "x-queue-type".into(),
-        AMQPValue::LongString(LongString::from("classic")),
+        AMQPValue::LongString(LongString::from(type_name)),
     );
     let channel = throwaway(conn).await?;
     let result = channel

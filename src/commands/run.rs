@@ -51,6 +51,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         urls: args.broker.urls.clone(),
         queue,
         prefetch: args.prefetch,
+        stage_kind: args.stage_queues,
         once: args.once,
         observer: observer.clone(),
     };

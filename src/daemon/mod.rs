@@ -66,6 +66,8 @@ pub struct Config {
     /// The DLQ (from --queue or INPUTQ).
     pub queue: String,
     pub prefetch: u16,
+    /// The type of dlqd's delay and left queues (`--stage-queues`).
+    pub stage_kind: stage::StageKind,
     /// `--once`: WAIT(NO) whatever the rules say.
     pub once: bool,
     /// Where actions, connection state and depth are reported (metrics, audit, progress).
@@ -254,6 +256,7 @@ impl Daemon {
                     continue;
                 }
             };
+            session.set_stage_kind(self.config.stage_kind);
             let url = &self.config.urls[session.url_index()];
             info!(queue = %self.config.queue, url = %crate::broker::redact(url), "connected");
             if !warned_retention && !self.once() {
@@ -340,6 +343,7 @@ impl Daemon {
             stop: self.stop_tx.subscribe(),
             retry_interval: self.ri_tx.subscribe(),
             observer: self.config.observer.clone(),
+            stage_kind: self.config.stage_kind,
         }
     }
 

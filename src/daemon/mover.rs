@@ -46,6 +46,8 @@ pub struct Movers {
     pub stop: watch::Receiver<bool>,
     pub retry_interval: watch::Receiver<Duration>,
     pub observer: Observer,
+    /// The type of the stage queues (when one must be declared again).
+    pub stage_kind: crate::stage::StageKind,
 }
 
 /// What one mover did.
@@ -139,7 +141,7 @@ impl Movers {
     }
 
     async fn cycle(&mut self, queue: &str, moved: &mut Moved) -> Result<CycleEnd, String> {
-        declare_stage_queue(&self.conn, queue)
+        declare_stage_queue(&self.conn, queue, self.stage_kind)
             .await
             .map_err(|f| f.reason)?;
         let depth = if self.once {
@@ -327,7 +329,7 @@ impl Movers {
                 redeclared: false,
             } if f.is_no_route() => {
                 // An operator deleted the step's queue: declare it again and re-send.
-                declare_stage_queue(&self.conn, &step)
+                declare_stage_queue(&self.conn, &step, self.stage_kind)
                     .await
                     .map_err(|e| e.reason)?;
                 (
@@ -341,7 +343,7 @@ impl Movers {
             }
             Hop::Left { redeclared: false } if f.is_no_route() => {
                 let left = stage::left_queue(&self.dlq);
-                declare_stage_queue(&self.conn, &left)
+                declare_stage_queue(&self.conn, &left, self.stage_kind)
                     .await
                     .map_err(|e| e.reason)?;
                 (left, state.message, Hop::Left { redeclared: true })

@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod census;
+pub mod cluster;
 pub mod dlqd;
 pub mod lab;
 pub mod mix;
