@@ -86,11 +86,14 @@ fn make_certificates(dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqps_with_a_private_ca_and_a_client_certificate() {
-    let certs = tempfile::tempdir().expect("temp dir");
+    // Where the node can read them (inside its chroot when it runs in one).
+    let certs = support::private_node::node_tempdir("dlqd-tls.");
     let dir = certs.path();
     make_certificates(dir);
     let tls_port = free_port();
-    let p = |f: &str| dir.join(f).display().to_string();
+    let p = |f: &str| support::private_node::node_path(&dir.join(f));
+    // dlqd (on the host) reads them by their host paths.
+    let host = |f: &str| dir.join(f).display().to_string();
     let conf = format!(
         "listeners.ssl.default = 127.0.0.1:{tls_port}\n\
          ssl_options.cacertfile = {}\n\
@@ -145,7 +148,7 @@ async fn amqps_with_a_private_ca_and_a_client_certificate() {
 
     // A CA file that is not PEM: a clear, fatal error (exit 1), no retry loop.
     std::fs::write(dir.join("junk.pem"), "not a certificate").expect("junk");
-    let (u, args, junk) = (url.clone(), run.map(String::from), p("junk.pem"));
+    let (u, args, junk) = (url.clone(), run.map(String::from), host("junk.pem"));
     let out = tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         dlqd_env(
@@ -163,7 +166,7 @@ async fn amqps_with_a_private_ca_and_a_client_certificate() {
 
     // With the CA and the client certificate: the drain works over TLS.
     let (u, args) = (url.clone(), run.map(String::from));
-    let (ca, cert, key) = (p("ca.pem"), p("client.pem"), p("client.key"));
+    let (ca, cert, key) = (host("ca.pem"), host("client.pem"), host("client.key"));
     let out = tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         dlqd_env(

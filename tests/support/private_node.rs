@@ -4,6 +4,11 @@
 //! data. Dropping it kills the node, stops its epmd and removes the directory. The
 //! shared node at 127.0.0.1:5672 is never touched: every kill checks that the process
 //! is this node's beam.smp first.
+//!
+//! The node is the machine's own RabbitMQ, or, when `DLQD_TEST_RABBITMQ_ROOT` names a
+//! chroot made by `scripts/broker-matrix.sh build` (e.g. /var/lib/dlqd-brokers/4.x), that
+//! chroot's: the same tests then crash and restart a 4.x node. Its directory is then
+//! under the chroot's /tmp; [`node_tempdir`] and [`node_path`] give files the node reads.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -14,6 +19,62 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 const CTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
+/// The environment variable naming a chroot whose RabbitMQ the private nodes run.
+pub const ROOT_ENV: &str = "DLQD_TEST_RABBITMQ_ROOT";
+
+/// The chroot the private nodes run in, if any (`DLQD_TEST_RABBITMQ_ROOT`).
+pub fn root() -> Option<PathBuf> {
+    std::env::var_os(ROOT_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// A temporary directory the private node can read (inside its chroot, if any).
+pub fn node_tempdir(prefix: &str) -> tempfile::TempDir {
+    let mut b = tempfile::Builder::new();
+    b.prefix(prefix);
+    match root() {
+        Some(r) => {
+            let tmp = r.join("tmp");
+            std::fs::create_dir_all(&tmp).expect("the chroot's /tmp");
+            b.tempdir_in(tmp)
+        }
+        None => b.tempdir(),
+    }
+    .expect("temp dir for the private node")
+}
+
+/// `host` (a path under [`node_tempdir`]) as the private node sees it.
+pub fn node_path(host: &Path) -> String {
+    match root() {
+        Some(r) => format!(
+            "/{}",
+            host.strip_prefix(&r)
+                .unwrap_or_else(|_| panic!("{} is not inside {}", host.display(), r.display()))
+                .display()
+        ),
+        None => host.display().to_string(),
+    }
+}
+
+/// A command that runs `program` (a path inside the node's RabbitMQ) in the chroot
+/// when there is one, with a clean environment.
+fn node_command(program: &str) -> Command {
+    match root() {
+        Some(r) => {
+            let mut c = Command::new("chroot");
+            c.arg(r).arg(program).env_clear().envs([
+                ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+                ("LANG", "C.UTF-8"),
+                ("LC_ALL", "C.UTF-8"),
+                ("HOME", "/var/lib/rabbitmq"),
+            ]);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
 /// How long a boot may take on a busy two-core machine.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -89,15 +150,23 @@ impl PrivateNode {
     /// Like [`PrivateNode::start`], with `conf` as the node's rabbitmq.conf (sysctl
     /// format: a TLS listener, `frame_max`, ...).
     pub fn start_with_conf(conf: &str) -> PrivateNode {
-        assert!(
-            Path::new(SERVER).exists(),
-            "{SERVER} not found: install RabbitMQ (`apt-get install -y rabbitmq-server`)"
-        );
+        match root() {
+            Some(r) => {
+                assert!(
+                    r.join(SERVER.trim_start_matches('/')).exists(),
+                    "{ROOT_ENV}={}: no {SERVER} there; build it with \
+                     `scripts/broker-matrix.sh build 4.x` (or 4.0)",
+                    r.display()
+                );
+                mount_proc(&r);
+            }
+            None => assert!(
+                Path::new(SERVER).exists(),
+                "{SERVER} not found: install RabbitMQ (`apt-get install -y rabbitmq-server`)"
+            ),
+        }
         static N: AtomicU32 = AtomicU32::new(0);
-        let dir = tempfile::Builder::new()
-            .prefix("dlqd-private-node.")
-            .tempdir()
-            .expect("temp dir for the private node");
+        let dir = node_tempdir("dlqd-private-node.");
         std::fs::write(dir.path().join("enabled_plugins"), "[].\n").expect("enabled_plugins");
         if !conf.is_empty() {
             std::fs::write(dir.path().join("rabbitmq.conf"), conf).expect("rabbitmq.conf");
@@ -133,7 +202,7 @@ impl PrivateNode {
 
     fn env(&self) -> Vec<(&'static str, String)> {
         let d = self.dir.path();
-        let p = |f: &str| d.join(f).display().to_string();
+        let p = |f: &str| node_path(&d.join(f));
         vec![
             ("RABBITMQ_NODENAME", self.name.clone()),
             ("RABBITMQ_NODE_PORT", self.port.to_string()),
@@ -164,7 +233,7 @@ impl PrivateNode {
             .expect("server.out");
         let err = out.try_clone().expect("server.out");
         let started = Instant::now();
-        let child = Command::new(SERVER)
+        let child = node_command(SERVER)
             .envs(self.env())
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
@@ -272,7 +341,7 @@ impl PrivateNode {
 
     /// `rabbitmqctl -n <node> ARGS...` under the node's environment; its stdout.
     pub fn ctl(&self, args: &[&str]) -> String {
-        let out = Command::new(CTL)
+        let out = node_command(CTL)
             .envs(self.env())
             .arg("-n")
             .arg(&self.name)
@@ -291,7 +360,7 @@ impl PrivateNode {
         // epmd refuses while it still lists the node; the node's death reaches it shortly.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let out = Command::new("epmd")
+            let out = node_command("/usr/bin/epmd")
                 .arg("-kill")
                 .env("ERL_EPMD_PORT", self.epmd_port.to_string())
                 .output();
@@ -332,4 +401,20 @@ fn alive(pid: u32) -> bool {
             .trim_start()
             .starts_with('Z')
     })
+}
+
+fn mount_proc(root: &Path) {
+    let proc_dir = root.join("proc");
+    let mounted = std::fs::read_to_string("/proc/mounts").is_ok_and(|m| {
+        m.lines()
+            .any(|l| l.split_whitespace().nth(1) == proc_dir.to_str())
+    });
+    if !mounted {
+        let ok = Command::new("mount")
+            .args(["-t", "proc", "proc"])
+            .arg(&proc_dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cannot mount proc on {} (needs root)", proc_dir.display());
+    }
 }
