@@ -102,6 +102,13 @@ async fn each_action_for_overflowed_messages() {
     each_action(Way::Overflow).await;
 }
 
+/// REASON(delivery_limit), with dead letters made the real way: a quorum work queue
+/// (`x-delivery-limit: 1`) dead-letters a message returned past its limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_action_for_messages_past_a_quorum_delivery_limit() {
+    each_action(Way::DeliveryLimit).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn retry_five_times_to_a_rejecting_queue_then_forward_to_overflow() {
     let mut b = Broker::connect().await;

@@ -53,6 +53,14 @@ pub use summary::Summary;
 const STOP_GRACE: Duration = Duration::from_secs(8);
 /// How often an idle consumer checks whether WAIT(NO)/WAIT(d) should stop it.
 const IDLE_TICK: Duration = Duration::from_millis(250);
+/// A session's first pass takes the DLQ one message at a time (prefetch 1) while what
+/// it gets was delivered before (`redelivered`: returned by a dlqd that crashed or lost
+/// its connection), at most this many, then recycles to the configured prefetch. A
+/// quorum DLQ counts every return toward its delivery limit (4.0-4.2) and returns them
+/// to its head: if the new dlqd died again with a whole window of them unacknowledged,
+/// a crash loop would walk the same messages to the limit, where the broker drops them.
+/// One at a time, a kill returns at most one.
+const SLOW_START_MAX: u64 = 2_000;
 /// How many times a left copy is attempted before the session is given up.
 const LEFT_ATTEMPTS: u32 = 3;
 /// The longest a delivery too large to copy is held before the channel is recycled.
@@ -390,11 +398,14 @@ impl Daemon {
             // Due retries out, left messages back onto the DLQ, before the pass.
             self.join_movers(tasks.take().unwrap_or_default()).await;
         }
+        let mut slow_start = true;
         let result = loop {
             if self.stopping {
                 break Ok(());
             }
-            match self.run_pass(session).await {
+            let pass = self.run_pass(session, slow_start).await;
+            slow_start = false;
+            match pass {
                 Err(e) => break Err(e),
                 Ok(PassEnd::Recycle) => {
                     backoff.reset();
@@ -435,10 +446,15 @@ impl Daemon {
         }
     }
 
-    async fn run_pass(&mut self, session: &mut Session) -> Result<PassEnd, BrokerError> {
-        let mut consumer = session
-            .consume(&self.config.queue, self.config.prefetch)
-            .await?;
+    /// One consumer's worth of the DLQ. `slow_start`: see [`SLOW_START_MAX`].
+    async fn run_pass(
+        &mut self,
+        session: &mut Session,
+        mut slow_start: bool,
+    ) -> Result<PassEnd, BrokerError> {
+        let prefetch = if slow_start { 1 } else { self.config.prefetch };
+        let mut consumer = session.consume(&self.config.queue, prefetch).await?;
+        let mut slow_taken = 0u64;
         let mut pass = Pass::default();
         let mut confirms = Confirms::default();
         let mut end: Option<PassEnd> = None;
@@ -481,9 +497,19 @@ impl Daemon {
                     Some(Err(e)) => break Err(e),
                     Some(Ok(d)) => {
                         last_delivery = Instant::now();
+                        let redelivered = d.redelivered;
                         if let Some(e) = self.take(session, &mut pass, &mut confirms, d).await {
                             end = Some(e);
                             let _ = consumer.cancel().await;
+                        } else if slow_start {
+                            slow_taken += 1;
+                            if !redelivered || slow_taken >= SLOW_START_MAX {
+                                // Past what an earlier consumer left: the full window.
+                                debug!(taken = slow_taken, "slow start over");
+                                slow_start = false;
+                                end = Some(PassEnd::Recycle);
+                                let _ = consumer.cancel().await;
+                            }
                         }
                     }
                 },

@@ -415,6 +415,10 @@ fn mount_proc(root: &Path) {
             .arg(&proc_dir)
             .status()
             .is_ok_and(|s| s.success());
-        assert!(ok, "cannot mount proc on {} (needs root)", proc_dir.display());
+        assert!(
+            ok,
+            "cannot mount proc on {} (needs root)",
+            proc_dir.display()
+        );
     }
 }
