@@ -73,3 +73,89 @@ async fn a_1_mib_header_value_is_forwarded_intact() {
     assert_eq!(b.depth("dlq").await, 0);
     b.cleanup().await;
 }
+
+/// RabbitMQ 4.0 lowered the default `max_message_size` from 128 MiB to 16 MiB: a DLQ
+/// filled on 3.x (or under a larger setting) can hold messages the upgraded broker no
+/// longer takes. A node that took a 20 MiB message is restarted with a 16 MiB limit;
+/// `dlqd run --once` must forward the messages around it, leave the big one on the DLQ
+/// with the broker's reason, and end (no lost session, no loop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_brokers_max_size_fails_alone_with_the_brokers_reason() {
+    let mut node = PrivateNode::start_with_conf("max_message_size = 134217728\n");
+    let url = node.url();
+    let b = Broker::connect(&url)
+        .await
+        .expect("connect to the private node");
+    let mut b = b;
+    let durable = || {
+        let mut t = FieldTable::default();
+        t.insert("x-queue-type".into(), text("classic"));
+        t
+    };
+    b.queue("dlq", durable()).await;
+    b.queue("parked", durable()).await;
+    let rejected = || table(vec![("x-first-death-reason", text("rejected"))]);
+    let persistent = |id: &str| props(id).with_delivery_mode(2).with_headers(rejected());
+    b.publish("dlq", b"before", persistent("before")).await;
+    b.publish("dlq", &vec![b'z'; 20 << 20], persistent("huge"))
+        .await;
+    b.publish("dlq", b"after", persistent("after")).await;
+    drop(b);
+
+    // The same data under a 16 MiB limit (4.0's default).
+    std::fs::write(
+        node.dir().join("rabbitmq.conf"),
+        "max_message_size = 16777216\n",
+    )
+    .expect("rabbitmq.conf");
+    tokio::task::block_in_place(|| {
+        node.crash();
+        node.restart();
+    });
+    let b = Broker::connect(&url).await.expect("reconnect");
+    assert_eq!(b.depth("dlq").await, 3, "the node kept the DLQ");
+
+    let u = url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        dlqd_env(
+            &[
+                "run",
+                "--once",
+                "--queue",
+                "dlq",
+                "--rule",
+                "REASON(rejected) ACTION(FWD) FWDQ(parked)",
+            ],
+            &[("DLQD_URL", &u)],
+            Duration::from_secs(30),
+        )
+    })
+    .await
+    .expect("join");
+    let log = stderr_of(&out);
+    assert!(
+        out.status.code().is_some(),
+        "dlqd was killed (it did not end): {}",
+        tail(&log, 3000)
+    );
+    let moved = b.drain("parked").await;
+    assert_eq!(
+        moved.iter().map(Got::id).collect::<Vec<_>>(),
+        vec!["before", "after"],
+        "{}",
+        tail(&log, 3000)
+    );
+    let left = b.drain("dlq").await;
+    assert_eq!(left.iter().map(Got::id).collect::<Vec<_>>(), vec!["huge"]);
+    assert!(
+        log.contains("max size") || log.contains("max_message_size"),
+        "the broker's reason is not in the log: {}",
+        tail(&log, 3000)
+    );
+    assert!(
+        !log.contains("session lost"),
+        "a refused publish cost the session: {}",
+        tail(&log, 3000)
+    );
+    b.cleanup().await;
+}

@@ -54,6 +54,9 @@ pub struct ActionFailure {
     /// The message's headers are too large for one AMQP frame: no copy of it can be
     /// published on this connection (see [`crate::broker::frame`]).
     pub too_large: bool,
+    /// Another publish on the same channel made the broker close it (this one was
+    /// refused with it, not for itself): sending it again on a fresh channel may work.
+    pub resend: bool,
 }
 
 impl ActionFailure {
@@ -61,6 +64,15 @@ impl ActionFailure {
         ActionFailure {
             reason: reason.into(),
             too_large: false,
+            resend: false,
+        }
+    }
+
+    /// Refused with the channel another publish closed (see [`ActionFailure::resend`]).
+    pub fn neighbour(reason: impl Into<String>) -> Self {
+        ActionFailure {
+            resend: true,
+            ..ActionFailure::new(reason)
         }
     }
 
@@ -74,6 +86,7 @@ impl ActionFailure {
         ActionFailure {
             reason: reason.into(),
             too_large: true,
+            resend: false,
         }
     }
 }

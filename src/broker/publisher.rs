@@ -29,8 +29,8 @@ async fn open(conn: &Connection) -> Result<Channel, lapin::Error> {
     Ok(channel)
 }
 
-/// What the broker said about one publish.
-async fn confirmed(confirm: lapin::PublisherConfirm) -> Result<(), ActionFailure> {
+/// What the broker said about one publish of a message of `size` bytes.
+async fn confirmed(confirm: lapin::PublisherConfirm, size: u64) -> Result<(), ActionFailure> {
     match confirm.await {
         Ok(Confirmation::Ack(None)) => Ok(()),
         Ok(Confirmation::Ack(Some(returned))) => Err(ActionFailure::new(format!(
@@ -41,8 +41,44 @@ async fn confirmed(confirm: lapin::PublisherConfirm) -> Result<(), ActionFailure
         Ok(Confirmation::NotRequested) => Err(ActionFailure::new(
             "the broker did not confirm the publish".to_string(),
         )),
-        Err(e) => Err(ActionFailure::new(format!("channel closed: {e}"))),
+        Err(e) => Err(failure("channel closed", &e, size)),
     }
+}
+
+/// A publish the broker refused with an error (the channel is closed with it). A message
+/// over the broker's `max_message_size` (16 MiB by default since RabbitMQ 4.0, 128 MiB
+/// before) can never be published there as it is: it is marked too large, so that the
+/// daemon leaves the delivery itself on the DLQ instead of trying to copy it.
+/// The broker names the size it refused ("message size N is larger than configured max
+/// size M"): a message of another size on the channel was refused with it, not for
+/// itself, and is marked to be sent again.
+fn failure(context: &str, e: &lapin::Error, size: u64) -> ActionFailure {
+    let text = format!("{context}: {e}");
+    match refused_size(e) {
+        Some(refused) if refused == size => ActionFailure::too_large(text),
+        Some(_) => ActionFailure::neighbour(text),
+        None => ActionFailure::new(text),
+    }
+}
+
+/// The size in a 406 "message size N is larger than configured max size M".
+fn refused_size(e: &lapin::Error) -> Option<u64> {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    let lapin::ErrorKind::ProtocolError(p) = e.kind() else {
+        return None;
+    };
+    if !matches!(
+        p.kind(),
+        AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
+    ) {
+        return None;
+    }
+    let text = p.get_message().as_str();
+    let rest = text.split_once("message size ")?.1;
+    let (n, tail) = rest.split_once(' ')?;
+    tail.starts_with("is larger than configured max size")
+        .then(|| n.parse().ok())
+        .flatten()
 }
 
 fn failed(reason: String) -> Confirm {
@@ -95,15 +131,20 @@ impl Publisher {
         // that many publishes are in flight without a thread round trip each.
         let channel = self.channel.clone();
         let body = message.body.clone();
+        let size = body.len() as u64;
         let mut send =
             Box::pin(async move { channel.basic_publish(ex, rk, options, &body, props).await });
         match futures_lite::future::poll_once(&mut send).await {
-            Some(Err(e)) => failed(format!("publish refused: {e}")),
-            Some(Ok(confirm)) => Box::pin(confirmed(confirm)),
+            Some(Err(e)) => Box::pin(std::future::ready(Err(failure(
+                "publish refused",
+                &e,
+                size,
+            )))),
+            Some(Ok(confirm)) => Box::pin(confirmed(confirm, size)),
             None => Box::pin(async move {
                 match send.await {
-                    Ok(confirm) => confirmed(confirm).await,
-                    Err(e) => Err(ActionFailure::new(format!("publish refused: {e}"))),
+                    Ok(confirm) => confirmed(confirm, size).await,
+                    Err(e) => Err(failure("publish refused", &e, size)),
                 }
             }),
         }

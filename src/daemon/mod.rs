@@ -59,8 +59,13 @@ const IDLE_TICK: Duration = Duration::from_millis(250);
 /// quorum DLQ counts every return toward its delivery limit (4.0-4.2) and returns them
 /// to its head: if the new dlqd died again with a whole window of them unacknowledged,
 /// a crash loop would walk the same messages to the limit, where the broker drops them.
-/// One at a time, a kill returns at most one.
+/// One at a time, a kill returns at most one. (After a broker restart every recovered
+/// message is marked redelivered: the slow start then ends at this bound.)
 const SLOW_START_MAX: u64 = 2_000;
+/// After a pass that handed deliveries back: how long the next one waits for them
+/// before it may call the DLQ idle (a delivery of many MiB takes a while to arrive, and
+/// meanwhile the queue counts it as neither ready nor gone).
+const RECYCLE_GRACE: Duration = Duration::from_secs(3);
 /// How many times a left copy is attempted before the session is given up.
 const LEFT_ATTEMPTS: u32 = 3;
 /// The longest a delivery too large to copy is held before the channel is recycled.
@@ -218,6 +223,11 @@ struct InFlight {
     /// When the delivery arrived (for the processing-latency metric).
     since: Instant,
     delay_ms: Option<u64>,
+    /// The copy a forward or a direct retry published (to send it again when another
+    /// publish closed the channel under it); `None` when `message` is what was sent.
+    sent_copy: Option<Message>,
+    /// Already sent again once.
+    resent: bool,
 }
 
 fn message_id(m: &Message) -> &str {
@@ -399,12 +409,14 @@ impl Daemon {
             self.join_movers(tasks.take().unwrap_or_default()).await;
         }
         let mut slow_start = true;
+        let mut recycled = false;
         let result = loop {
             if self.stopping {
                 break Ok(());
             }
-            let pass = self.run_pass(session, slow_start).await;
+            let pass = self.run_pass(session, slow_start, recycled).await;
             slow_start = false;
+            recycled = matches!(pass, Ok(PassEnd::Recycle));
             match pass {
                 Err(e) => break Err(e),
                 Ok(PassEnd::Recycle) => {
@@ -447,11 +459,15 @@ impl Daemon {
     }
 
     /// One consumer's worth of the DLQ. `slow_start`: see [`SLOW_START_MAX`].
+    /// `recycled`: an earlier pass handed its held deliveries back, which may be large
+    /// and still on their way: the first look at an idle DLQ waits [`RECYCLE_GRACE`].
     async fn run_pass(
         &mut self,
         session: &mut Session,
         mut slow_start: bool,
+        recycled: bool,
     ) -> Result<PassEnd, BrokerError> {
+        let idle_after = if recycled { RECYCLE_GRACE } else { IDLE_TICK };
         let prefetch = if slow_start { 1 } else { self.config.prefetch };
         let mut consumer = session.consume(&self.config.queue, prefetch).await?;
         let mut slow_taken = 0u64;
@@ -467,6 +483,13 @@ impl Daemon {
             }
             if self.stopping && stop_deadline.is_none() {
                 stop_deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
+            }
+            if slow_start && end.is_none() && pass.held_since.is_some() {
+                // A held delivery would stop a prefetch of 1: on to the full window (the
+                // held one comes back with the channel and is taken again).
+                slow_start = false;
+                end = Some(PassEnd::Recycle);
+                let _ = consumer.cancel().await;
             }
             if end.is_none()
                 && pass
@@ -514,7 +537,7 @@ impl Daemon {
                     }
                 },
                 _ = tokio::time::sleep(IDLE_TICK), if end.is_none() && confirms.is_empty() && self.wait != Wait::Yes => {
-                    if last_delivery.elapsed() >= IDLE_TICK && self.idle_should_stop(session).await {
+                    if last_delivery.elapsed() >= idle_after && self.idle_should_stop(session).await {
                         end = Some(PassEnd::NothingToDo);
                         let _ = consumer.cancel().await;
                     }
@@ -639,6 +662,7 @@ impl Daemon {
         let mut published_to = (String::new(), String::new());
         // What was published, when it must be kept to re-send it (parked, left copies).
         let mut sent: Option<Message> = None;
+        let mut sent_copy: Option<Message> = None;
         let (kind, action, target, fut): (Kind, &'static str, String, Completion) =
             match decision.outcome {
                 Outcome::Retry {
@@ -665,6 +689,8 @@ impl Daemon {
                         }
                         None => {
                             let c = session.publish("", &target, &copy).await;
+                            published_to = (String::new(), target.clone());
+                            sent_copy = Some(copy);
                             (Kind::Retry { attempt }, "retry", target, completion(tag, c))
                         }
                     }
@@ -692,6 +718,8 @@ impl Daemon {
                         }
                         Err(f) => ready(tag, Err(f)),
                     };
+                    published_to = (exchange, routing_key);
+                    sent_copy = Some(copy);
                     (Kind::Forward, "forward", target, fut)
                 }
                 Outcome::Discard { archive } => {
@@ -730,6 +758,8 @@ impl Daemon {
                 target,
                 since,
                 delay_ms,
+                sent_copy,
+                resent: false,
             },
         );
         confirms.push(fut);
@@ -785,6 +815,24 @@ impl Daemon {
             }
             Err(f) => f,
         };
+        if f.resend && !state.resent && !state.published_to.1.is_empty() {
+            // Another publish made the broker close the channel: this one again, once,
+            // on the fresh channel, uncharged.
+            debug!(message_id = %id, reason = %f.reason, "refused with a neighbour's channel; sending again");
+            let (ex, rk) = state.published_to.clone();
+            let c = session
+                .publish(&ex, &rk, state.sent_copy.as_ref().unwrap_or(&state.message))
+                .await;
+            pass.states.insert(
+                tag,
+                InFlight {
+                    resent: true,
+                    ..state
+                },
+            );
+            confirms.push(completion(tag, c));
+            return Ok(());
+        }
         match state.kind.clone() {
             // dlqd's own queue was deleted: declare it again and re-send, once.
             Kind::Park {
@@ -862,6 +910,15 @@ impl Daemon {
                     .observer
                     .failed(&self.event(&state, &id), &f.reason);
                 self.summary.failed(state.action);
+                if f.too_large {
+                    // A left copy would be refused the same way (and close the channel
+                    // under its neighbours again): the delivery itself stays, held.
+                    warn!(message_id = %id, reason = %f.reason,
+                        "message too large to copy; left unacknowledged on the DLQ for now");
+                    pass.window.hold(tag);
+                    pass.held_since.get_or_insert_with(Instant::now);
+                    return Ok(());
+                }
                 // The original (a parked copy carries stage marks: they are replaced).
                 let mut original = state.message.clone();
                 stage::strip_marks(&mut original);
@@ -882,6 +939,8 @@ impl Daemon {
                         target,
                         since: state.since,
                         delay_ms: None,
+                        sent_copy: None,
+                        resent: false,
                     },
                 );
                 confirms.push(retag(tag, fut));
