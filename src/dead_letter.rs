@@ -2,6 +2,14 @@
 //!
 //! Reading never fails: a missing or wrongly typed header is treated as absent, and a
 //! fact that cannot be read is the empty string (or 0, or `false`).
+//!
+//! Where the broker writes the history: RabbitMQ 3.13 and 4.x set `x-last-death-queue`,
+//! `-reason` and `-exchange` at every dead-lettering: they name the latest death, and
+//! are read first. 4.x keeps one `x-death` entry per (queue, reason), newest first, but
+//! its `exchange`, `routing-keys` and `time` are those of the *first* death of that
+//! entry; 3.10 has no `x-last-death-*`. So: queue, reason and exchange from
+//! `x-last-death-*`, else the newest `x-death` entry, else `x-first-death-*`; routing
+//! keys (the original ones) from the newest `x-death` entry.
 
 use crate::message::{DELAY_QUEUE_PREFIX, FieldTable, Message, RETRIES_HEADER, Value};
 
@@ -39,11 +47,16 @@ impl<'m> DeadLetter<'m> {
         };
         let not_delay = |q: &String| !q.starts_with(DELAY_QUEUE_PREFIX);
 
-        let destq = text_of(death, "queue")
+        let destq = text_of(headers, "x-last-death-queue")
+            .filter(not_delay)
+            .or_else(|| text_of(death, "queue"))
             .or_else(|| text_of(headers, "x-first-death-queue").filter(not_delay))
             .or_else(|| text_of(headers, ORIGINAL_QUEUE_HEADER))
             .unwrap_or_default();
-        let destex = text_of(death, "exchange")
+        let last_is_ours = text_of(headers, "x-last-death-queue").is_some_and(|q| !not_delay(&q));
+        let last = |key: &str| text_of(headers, key).filter(|_| !last_is_ours);
+        let destex = last("x-last-death-exchange")
+            .or_else(|| text_of(death, "exchange"))
             .or_else(|| text_of(headers, "x-first-death-exchange"))
             .unwrap_or_default();
         let rkeys = match death.and_then(|d| d.get("routing-keys")) {
@@ -51,7 +64,8 @@ impl<'m> DeadLetter<'m> {
             Some(v) => v.as_str_lossy().into_iter().collect(),
             None => Vec::new(),
         };
-        let reason = text_of(death, "reason")
+        let reason = last("x-last-death-reason")
+            .or_else(|| text_of(death, "reason"))
             .or_else(|| text_of(headers, "x-first-death-reason"))
             .or_else(|| text_of(headers, REASON_HEADER))
             .or_else(|| text_of(headers, APP_REASON_HEADER))
@@ -161,6 +175,46 @@ mod tests {
         assert_eq!(d.rkeys, vec!["order.new", "b"]);
         assert_eq!(d.reason, "rejected");
         assert_eq!(d.original_routing_key(), "order.new");
+    }
+
+    /// As RabbitMQ 4.x writes it: the entry for `orders` keeps the exchange of its first
+    /// death (`shop`); the latest death was through `retry-ex`, which only
+    /// `x-last-death-exchange` names.
+    #[test]
+    fn the_last_death_headers_of_4x_win() {
+        let mut h = FieldTable::new();
+        h.insert(
+            "x-death".into(),
+            Value::Array(vec![
+                death("orders", "rejected", "shop", &["order.new"]),
+                death("older", "expired", "other", &[]),
+            ]),
+        );
+        h.insert("x-first-death-queue".into(), Value::string("older"));
+        h.insert("x-last-death-queue".into(), Value::string("orders"));
+        h.insert("x-last-death-reason".into(), Value::string("rejected"));
+        h.insert("x-last-death-exchange".into(), Value::string("retry-ex"));
+        let m = msg(h.clone());
+        let d = DeadLetter::new(&m);
+        assert_eq!(
+            (d.destq.as_str(), d.reason.as_str(), d.destex.as_str()),
+            ("orders", "rejected", "retry-ex")
+        );
+        assert_eq!(d.rkeys, vec!["order.new"]);
+
+        // A last death in one of dlqd's old delay queues is not the application's.
+        h.insert(
+            "x-last-death-queue".into(),
+            Value::string("dlqd.delay.orders.1000"),
+        );
+        h.insert("x-last-death-reason".into(), Value::string("expired"));
+        h.insert("x-last-death-exchange".into(), Value::string(""));
+        let m = msg(h);
+        let d = DeadLetter::new(&m);
+        assert_eq!(
+            (d.destq.as_str(), d.reason.as_str(), d.destex.as_str()),
+            ("orders", "rejected", "shop")
+        );
     }
 
     #[test]

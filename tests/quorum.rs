@@ -133,3 +133,74 @@ async fn a_crash_restart_loop_never_walks_a_quorum_dlq_into_its_delivery_limit()
          finish the returned messages first"
     );
 }
+
+/// A message that died twice — rejected in `first`, dead-lettered through exchange
+/// `ex1` into `second`, rejected there, dead-lettered through `ex2` into the DLQ — is
+/// matched on its latest death on every version: DESTQ(second), DESTEX(ex1) (the
+/// exchange it reached `second` through), REASON(rejected). 3.10 says so in the newest
+/// `x-death` entry, 3.13+/4.x in `x-last-death-*` as well.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_latest_of_two_deaths_is_what_the_rules_see() {
+    let mut b = Broker::connect().await;
+    let first = unique("twice.first");
+    let second = unique("twice.second");
+    let dlq = unique("twice.dlq");
+    let fwd = unique("twice.fwd");
+    let (ex1, ex2) = (unique("twice.ex1"), unique("twice.ex2"));
+    for ex in [&ex1, &ex2] {
+        b.ch.exchange_declare(
+            ex.as_str().into(),
+            lapin::ExchangeKind::Fanout,
+            lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("declare exchange");
+    }
+    b.queue(&dlq, &[]).await;
+    b.queue(&fwd, &[]).await;
+    b.queue(&second, &[("x-dead-letter-exchange", text(&ex2))])
+        .await;
+    b.queue(&first, &[("x-dead-letter-exchange", text(&ex1))])
+        .await;
+    for (q, ex) in [(&second, &ex1), (&dlq, &ex2)] {
+        b.ch.queue_bind(
+            q.as_str().into(),
+            ex.as_str().into(),
+            "".into(),
+            Default::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+    }
+    let input = vec![(b"twice".to_vec(), props("twice", "x"))];
+    b.dead_letter(&first, &second, Way::Reject, &input).await;
+    b.dead_letter_again(&second, &dlq).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = rules_file(
+        dir.path(),
+        &format!(
+            "INPUTQ({dlq})\n\
+             DESTQ({second}) DESTEX({ex1}) REASON(rejected) ACTION(FWD) FWDQ({fwd})\n\
+             ACTION(IGNORE)\n"
+        ),
+    );
+    let stderr = run_once(dir.path(), &rules, Duration::from_secs(30)).await;
+    let forwarded = b.drain(&fwd).await;
+    assert_eq!(bodies(&forwarded), vec!["twice"], "{stderr}");
+    assert_eq!(
+        forwarded[0].header_str("x-dlqd-original-queue"),
+        Some(second.clone())
+    );
+    assert_eq!(b.count(&dlq).await, 0);
+    for ex in [&ex1, &ex2] {
+        let _ =
+            b.ch.exchange_delete(ex.as_str().into(), Default::default())
+                .await;
+    }
+}
