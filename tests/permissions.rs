@@ -33,9 +33,11 @@ async fn a_refused_forward_stays_on_the_dlq_and_says_access_refused() {
     node.ctl(&["add_user", "nobody", PASSWORD]);
 
     let admin_url = node.url();
-    let mut b = Broker::connect(&admin_url).await.expect("admin connection");
-    b.queue("dlq", FieldTable::default()).await;
-    b.queue("parked", FieldTable::default()).await;
+    let mut b = Broker::connect_to(&admin_url)
+        .await
+        .expect("admin connection");
+    b.queue_with("dlq", FieldTable::default()).await;
+    b.queue_with("parked", FieldTable::default()).await;
     b.ch.exchange_declare(
         "target".into(),
         lapin::ExchangeKind::Fanout,
@@ -103,7 +105,7 @@ async fn a_refused_forward_stays_on_the_dlq_and_says_access_refused() {
             "{format}: password in the log: {log}"
         );
         assert!(!String::from_utf8_lossy(&out.stdout).contains(PASSWORD));
-        assert_eq!(b.depth("parked").await, 0, "{format}: nothing forwarded");
+        assert_eq!(b.count("parked").await, 0, "{format}: nothing forwarded");
         let left = b.drain("dlq").await;
         assert_eq!(
             left.iter().map(Got::id).collect::<Vec<_>>(),

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use hardening_common::*;
 use lapin::BasicProperties;
-use lapin::options::{BasicConsumeOptions, BasicRejectOptions};
 use lapin::types::{AMQPValue, FieldArray, FieldTable};
+use support::broker::{Way, work_queue_args};
 
 const SIXTEEN_MIB: usize = 16 * 1024 * 1024;
 
@@ -172,41 +172,14 @@ fn cases() -> Vec<Case> {
 /// broker writes it.
 async fn reject_one_into(b: &mut Broker, dlq: &str, id: &str) -> String {
     let work = unique("poison.work");
-    b.queue(
+    b.queue(&work, &work_queue_args(Way::Reject, dlq)).await;
+    b.dead_letter(
         &work,
-        table(vec![
-            ("x-dead-letter-exchange", text("")),
-            ("x-dead-letter-routing-key", text(dlq)),
-        ]),
+        dlq,
+        Way::Reject,
+        &[(b"really rejected".to_vec(), props(id))],
     )
     .await;
-    b.publish(&work, b"really rejected", props(id)).await;
-    let ch = b.conn.create_channel().await.expect("channel");
-    let mut consumer = ch
-        .basic_consume(
-            work.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
-    use futures_lite::StreamExt;
-    let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
-        .await
-        .expect("delivery in time")
-        .expect("a delivery")
-        .expect("ok delivery");
-    d.reject(BasicRejectOptions { requeue: false })
-        .await
-        .expect("reject");
-    let _ = ch.close(200, "bye".into()).await;
-    for _ in 0..100 {
-        if b.depth(dlq).await >= 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     work
 }
 
@@ -233,8 +206,8 @@ async fn poison_messages_are_decided_on_what_can_be_read_and_none_is_lost() {
     let mut b = Broker::shared().await;
     let dlq = unique("poison.dlq");
     let fwd = unique("poison.fwd");
-    b.queue(&dlq, FieldTable::default()).await;
-    b.queue(&fwd, FieldTable::default()).await;
+    b.queue_with(&dlq, FieldTable::default()).await;
+    b.queue_with(&fwd, FieldTable::default()).await;
 
     let cases = cases();
     let mut sent: BTreeMap<String, (bool, Vec<u8>)> = BTreeMap::new();
@@ -250,7 +223,7 @@ async fn poison_messages_are_decided_on_what_can_be_read_and_none_is_lost() {
             sent.insert("real-rejected".into(), (true, b"really rejected".to_vec()));
         }
     }
-    assert_eq!(b.depth(&dlq).await as usize, sent.len(), "all sent");
+    assert_eq!(b.count(&dlq).await as usize, sent.len(), "all sent");
 
     let (d2, f2) = (dlq.clone(), fwd.clone());
     let out = tokio::task::spawn_blocking(move || run_once(&d2, &f2, Duration::from_secs(120)))
@@ -341,8 +314,8 @@ async fn headers_near_frame_max_do_not_wedge_the_handler() {
     let mut b = Broker::shared().await;
     let dlq = unique("poison.edge.dlq");
     let fwd = unique("poison.edge.fwd");
-    b.queue(&dlq, FieldTable::default()).await;
-    b.queue(&fwd, FieldTable::default()).await;
+    b.queue_with(&dlq, FieldTable::default()).await;
+    b.queue_with(&fwd, FieldTable::default()).await;
     // The shared node's frame_max is 131072: a content header may take 131064 bytes.
     // 12 (class, weight, size) + 2 (flags) + 5 ("edge") + 1 (mode) + table:
     // 4 + (1+3+1+4+n) ["big"] + (1+20+1+4+8) [x-first-death-reason].
@@ -400,8 +373,8 @@ async fn a_future_examined_mark_does_not_stall_the_handler() {
     let mut b = Broker::shared().await;
     let dlq = unique("poison.future.dlq");
     let fwd = unique("poison.future.fwd");
-    b.queue(&dlq, FieldTable::default()).await;
-    b.queue(&fwd, FieldTable::default()).await;
+    b.queue_with(&dlq, FieldTable::default()).await;
+    b.queue_with(&fwd, FieldTable::default()).await;
     let far = i64::MAX / 2;
     b.publish(
         &dlq,

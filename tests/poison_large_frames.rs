@@ -17,11 +17,11 @@ use support::private_node::PrivateNode;
 async fn a_1_mib_header_value_is_forwarded_intact() {
     let node = PrivateNode::start_with_conf("frame_max = 4194304\n");
     let url = node.url();
-    let mut b = Broker::connect(&url)
+    let mut b = Broker::connect_to(&url)
         .await
         .expect("connect to the private node");
-    b.queue("dlq", FieldTable::default()).await;
-    b.queue("parked", FieldTable::default()).await;
+    b.queue_with("dlq", FieldTable::default()).await;
+    b.queue_with("parked", FieldTable::default()).await;
     let big = "y".repeat(1 << 20);
     let rejected = ("x-first-death-reason", text("rejected"));
     b.publish(
@@ -70,7 +70,7 @@ async fn a_1_mib_header_value_is_forwarded_intact() {
         vec!["before", "big-header", "after"]
     );
     assert_eq!(moved[1].header("big"), Some(&text(&big)));
-    assert_eq!(b.depth("dlq").await, 0);
+    assert_eq!(b.count("dlq").await, 0);
     b.cleanup().await;
 }
 
@@ -83,7 +83,7 @@ async fn a_1_mib_header_value_is_forwarded_intact() {
 async fn a_message_over_the_brokers_max_size_fails_alone_with_the_brokers_reason() {
     let mut node = PrivateNode::start_with_conf("max_message_size = 134217728\n");
     let url = node.url();
-    let b = Broker::connect(&url)
+    let b = Broker::connect_to(&url)
         .await
         .expect("connect to the private node");
     let mut b = b;
@@ -92,15 +92,14 @@ async fn a_message_over_the_brokers_max_size_fails_alone_with_the_brokers_reason
         t.insert("x-queue-type".into(), text("classic"));
         t
     };
-    b.queue("dlq", durable()).await;
-    b.queue("parked", durable()).await;
+    b.queue_with("dlq", durable()).await;
+    b.queue_with("parked", durable()).await;
     let rejected = || table(vec![("x-first-death-reason", text("rejected"))]);
     let persistent = |id: &str| props(id).with_delivery_mode(2).with_headers(rejected());
     b.publish("dlq", b"before", persistent("before")).await;
     b.publish("dlq", &vec![b'z'; 20 << 20], persistent("huge"))
         .await;
     b.publish("dlq", b"after", persistent("after")).await;
-    drop(b);
 
     // The same data under a 16 MiB limit (4.0's default).
     std::fs::write(
@@ -112,8 +111,10 @@ async fn a_message_over_the_brokers_max_size_fails_alone_with_the_brokers_reason
         node.crash();
         node.restart();
     });
-    let b = Broker::connect(&url).await.expect("reconnect");
-    assert_eq!(b.depth("dlq").await, 3, "the node kept the DLQ");
+    // (`b`'s connection died with the node; the private node goes with the test.)
+    let mut b2 = Broker::connect_to(&url).await.expect("reconnect");
+    let b = &mut b2;
+    assert_eq!(b.count("dlq").await, 3, "the node kept the DLQ");
 
     let u = url.clone();
     let out = tokio::task::spawn_blocking(move || {

@@ -102,7 +102,7 @@ async fn no_password_when_the_broker_refuses_it() {
     // The shared node, a wrong password for guest: ACCESS_REFUSED at login.
     let mut b = Broker::shared().await;
     let q = unique("secrets");
-    b.queue(&q, lapin::types::FieldTable::default()).await;
+    b.queue(&q, &[]).await;
     let url = format!("amqp://guest:{RAW}@127.0.0.1:5672/%2f");
     let q2 = q.clone();
     tokio::task::spawn_blocking(move || check_all(&url, &q2, true, "guest:***@127.0.0.1:5672"))

@@ -109,11 +109,11 @@ async fn amqps_with_a_private_ca_and_a_client_certificate() {
     node.ctl(&["add_user", "dlqd", PASSWORD]);
     node.ctl(&["set_permissions", "-p", "/", "dlqd", ".*", ".*", ".*"]);
 
-    let mut b = Broker::connect(&node.url())
+    let mut b = Broker::connect_to(&node.url())
         .await
         .expect("plain admin connection");
-    b.queue("dlq", FieldTable::default()).await;
-    b.queue("parked", FieldTable::default()).await;
+    b.queue_with("dlq", FieldTable::default()).await;
+    b.queue_with("parked", FieldTable::default()).await;
     for i in 0..5 {
         b.publish("dlq", format!("m{i}").as_bytes(), props(&format!("m{i}")))
             .await;
@@ -144,7 +144,7 @@ async fn amqps_with_a_private_ca_and_a_client_certificate() {
         tail(&log, 3000)
     );
     assert!(!log.contains(PASSWORD), "password in the log: {log}");
-    assert_eq!(b.depth("dlq").await, 5);
+    assert_eq!(b.count("dlq").await, 5);
 
     // A CA file that is not PEM: a clear, fatal error (exit 1), no retry loop.
     std::fs::write(dir.join("junk.pem"), "not a certificate").expect("junk");
@@ -194,7 +194,7 @@ async fn amqps_with_a_private_ca_and_a_client_certificate() {
         moved.iter().map(Got::id).collect::<Vec<_>>(),
         vec!["m0", "m1", "m2", "m3", "m4"]
     );
-    assert_eq!(b.depth("dlq").await, 0);
+    assert_eq!(b.count("dlq").await, 0);
     b.cleanup().await;
 }
 

@@ -468,6 +468,7 @@ impl Daemon {
         recycled: bool,
     ) -> Result<PassEnd, BrokerError> {
         let idle_after = if recycled { RECYCLE_GRACE } else { IDLE_TICK };
+        let pass_started = Instant::now();
         let prefetch = if slow_start { 1 } else { self.config.prefetch };
         let mut consumer = session.consume(&self.config.queue, prefetch).await?;
         let mut slow_taken = 0u64;
@@ -537,7 +538,10 @@ impl Daemon {
                     }
                 },
                 _ = tokio::time::sleep(IDLE_TICK), if end.is_none() && confirms.is_empty() && self.wait != Wait::Yes => {
-                    if last_delivery.elapsed() >= idle_after && self.idle_should_stop(session).await {
+                    if last_delivery.elapsed() >= IDLE_TICK
+                        && pass_started.elapsed() >= idle_after
+                        && self.idle_should_stop(session).await
+                    {
                         end = Some(PassEnd::NothingToDo);
                         let _ = consumer.cancel().await;
                     }

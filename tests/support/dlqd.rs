@@ -1,8 +1,11 @@
-//! Running the dlqd binary in tests: start `dlqd run` against a URL with its stderr in
-//! a file, send it signals, `kill -9` it, wait for it with a deadline.
+//! Running the dlqd binary in tests, the one way: [`start`] a `dlqd run` in the
+//! background (stderr in a file; signals, `kill -9`, wait with a deadline), or run any
+//! command to its end with a deadline ([`dlqd`], [`dlqd_env`]) or for a fixed time
+//! ([`dlqd_for`]).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -91,4 +94,98 @@ impl Drop for Dlqd {
             self.kill9();
         }
     }
+}
+
+/// Run the dlqd binary with `args` and `DLQD_URL=url`; kill it after `limit`.
+pub fn dlqd(args: &[&str], url: &str, limit: Duration) -> Output {
+    dlqd_env(args, &[("DLQD_URL", url)], limit)
+}
+
+/// Run the dlqd binary with `args` and environment `env`; kill it after `limit`.
+pub fn dlqd_env(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlqd"));
+    cmd.args(args)
+        .env_remove("DLQD_URL")
+        .env_remove("DLQD_LOG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn dlqd");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stdout.read_to_end(&mut b);
+        b
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stderr.read_to_end(&mut b);
+        b
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let s = child.wait().expect("wait");
+            let err = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
+            panic!(
+                "dlqd {args:?} still running after {limit:?}; killed ({s}); stderr (last 4000 bytes):\n{}",
+                tail(&err, 4000)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
+}
+
+/// The last `n` bytes of `s` (on a character boundary), for readable failures.
+pub fn tail(s: &str, n: usize) -> &str {
+    let mut start = s.len().saturating_sub(n);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+/// stderr as text.
+pub fn stderr_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Run the dlqd binary for `for_at_most`, then stop it (SIGKILL) if it is still running:
+/// for commands that retry forever (an unreachable broker). The output so far.
+pub fn dlqd_for(args: &[&str], env: &[(&str, &str)], for_at_most: Duration) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlqd"));
+    cmd.args(args)
+        .env_remove("DLQD_URL")
+        .env_remove("DLQD_LOG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn dlqd");
+    let start = Instant::now();
+    while start.elapsed() < for_at_most {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    child.wait_with_output().expect("output")
 }

@@ -7,6 +7,7 @@ pub mod broker;
 pub mod census;
 pub mod cluster;
 pub mod dlqd;
+pub mod fixture;
 pub mod lab;
 pub mod mix;
 pub mod private_node;
