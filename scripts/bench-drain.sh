@@ -23,7 +23,7 @@
 # ("Maximum resident set size"; target < 64 MiB). BIG=0 skips that part.
 #
 # Environment: COUNT (100000), SIZE (1024), RULES (1000), BIG (1000000), KINDS (which
-# movers: "shovel dlqd dlqd1000", plus "old" with DLQD_OLD), PREFETCH (dlqd's default unless set), DLQD_BENCH_URL (amqp://guest:guest@127.0.0.1:5672/%2f).
+# movers: "shovel dlqd dlqd1000", plus "old" with DLQD_OLD), PREFETCH (dlqd's default unless set), DLQD_BENCH_URL (else DLQD_TEST_URL, else amqp://guest:guest@127.0.0.1:5672/%2f).
 # dlqd's logs (one line per action, the default info level) go to a file in the work dir.
 set -euo pipefail
 
@@ -33,7 +33,7 @@ SIZE=${SIZE:-1024}
 RULES=${RULES:-1000}
 BIG=${BIG:-1000000}
 KINDS=${KINDS:-shovel dlqd dlqd1000}
-URL=${DLQD_BENCH_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+URL=${DLQD_BENCH_URL:-${DLQD_TEST_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}}
 PREFETCH_ARGS=()
 if [[ -n "${PREFETCH:-}" ]]; then PREFETCH_ARGS=(--prefetch "$PREFETCH"); fi
 

@@ -5,8 +5,8 @@
 mod common_inspect;
 mod support;
 
-use std::process::{Command, Output};
-use std::time::SystemTime;
+use std::process::Output;
+use std::time::{Duration, SystemTime};
 
 use common_inspect::{Lab, Seen, url};
 use dlqd::broker::browse::{BrowseError, Method, browse};
@@ -15,17 +15,16 @@ use dlqd::message::{Message, Value};
 use lapin::types::AMQPValue;
 
 /// Run the dlqd binary (off the runtime's thread: the test's own connection must keep
-/// up its heartbeats meanwhile).
+/// up its heartbeats meanwhile), against the test broker, within two minutes.
 async fn dlqd(args: &[&str]) -> Output {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_dlqd"))
-            .args(&args)
-            .env("DLQD_URL", url())
-            .env("DLQD_LOG", "info")
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("run dlqd")
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        support::dlqd::dlqd_env(
+            &args,
+            &[("DLQD_URL", url()), ("DLQD_LOG", "info")],
+            Duration::from_secs(120),
+        )
     })
     .await
     .expect("dlqd runner")
