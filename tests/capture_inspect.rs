@@ -131,7 +131,7 @@ async fn browse_works_while_another_consumer_is_the_single_active_one() {
     let want = fill(&lab, &q, 5).await;
     // The active consumer: it takes m0 and, with a prefetch of 1, holds it
     // unacknowledged, so nothing else is delivered to anyone.
-    let holder = lab.conn.create_channel().await.expect("channel");
+    let holder = lab.b.conn.create_channel().await.expect("channel");
     holder
         .basic_qos(1, lapin::options::BasicQosOptions::default())
         .await

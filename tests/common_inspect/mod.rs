@@ -1,34 +1,35 @@
-//! Test helpers for capture/inspect: a real dead-lettering setup on the local broker
-//! (a DLX, a DLQ, work queues that dead-letter by reject, TTL expiry and max-length),
-//! made with lapin directly, under unique names, deleted afterwards.
+//! Test helpers for capture/inspect: a real dead-lettering setup through a dead-letter
+//! *exchange* (a fanout DLX bound to a DLQ, work queues that dead-letter into it by
+//! reject, TTL expiry and max-length), on the broker fixture
+//! ([`crate::support::fixture::Broker`]: the connection, confirmed publishing, counting,
+//! cleanup), under unique names, deleted afterwards.
 
 #![allow(dead_code)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_lite::StreamExt;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    BasicConsumeOptions, BasicQosOptions, BasicRejectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
+use lapin::{BasicProperties, ExchangeKind};
 
 use crate::support::broker::table;
 #[allow(unused_imports)] // not every test file uses every re-export
-pub use crate::support::broker::{connect, unique, url};
+pub use crate::support::broker::{unique, url};
+use crate::support::fixture::Broker;
 
 /// Queues delete themselves after this long unused, should a test die before its cleanup.
 const EXPIRES_MS: i64 = 10 * 60 * 1000;
 
 /// A dead-letter setup: a fanout DLX bound to a DLQ, and work queues dead-lettering into it.
 pub struct Lab {
-    pub conn: Connection,
-    pub ch: Channel,
+    /// The fixture: connection, channel, the queues to delete.
+    pub b: Broker,
     pub dlx: String,
     pub dlq: String,
-    queues: Vec<String>,
 }
 
 /// One message as the tests compare it.
@@ -56,11 +57,8 @@ impl Lab {
     }
 
     async fn with_dlq_args(prefix: &str, quorum: bool, extra: &[(&str, AMQPValue)]) -> Lab {
-        let conn = connect().await;
-        let ch = conn.create_channel().await.expect("channel");
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .expect("confirm_select");
+        let mut b = Broker::connect().await;
+        let ch = b.ch.clone();
         let dlx = unique(&format!("{prefix}.dlx"));
         let dlq = unique(&format!("{prefix}.dlq"));
         ch.exchange_declare(
@@ -99,13 +97,8 @@ impl Lab {
         )
         .await
         .expect("bind DLQ");
-        Lab {
-            conn,
-            ch,
-            dlx,
-            dlq: dlq.clone(),
-            queues: vec![dlq],
-        }
+        b.adopt(&dlq);
+        Lab { b, dlx, dlq }
     }
 
     /// A work queue that dead-letters into the DLX, with extra arguments.
@@ -119,7 +112,8 @@ impl Lab {
             ),
         ];
         args.extend(extra.iter().cloned());
-        self.ch
+        self.b
+            .ch
             .queue_declare(
                 name.as_str().into(),
                 QueueDeclareOptions::default(),
@@ -127,14 +121,15 @@ impl Lab {
             )
             .await
             .expect("declare work queue");
-        self.queues.push(name.clone());
+        self.b.adopt(&name);
         name
     }
 
     /// A plain queue (no dead-lettering), deleted at cleanup.
     pub async fn plain_queue(&mut self, prefix: &str) -> String {
         let name = unique(prefix);
-        self.ch
+        self.b
+            .ch
             .queue_declare(
                 name.as_str().into(),
                 QueueDeclareOptions::default(),
@@ -142,7 +137,7 @@ impl Lab {
             )
             .await
             .expect("declare queue");
-        self.queues.push(name.clone());
+        self.b.adopt(&name);
         name
     }
 
@@ -171,66 +166,33 @@ impl Lab {
         if let Some(ms) = expiration_ms {
             props = props.with_expiration(ms.to_string().into());
         }
-        let confirm = self
-            .ch
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                body,
-                props,
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("confirm");
-        assert!(
-            confirm.is_ack(),
-            "publish to {queue} not acked: {confirm:?}"
-        );
-        assert!(
-            confirm.take_message().is_none(),
-            "publish to {queue} was returned (unroutable)"
-        );
+        self.b.publish(queue, body, props).await;
     }
 
     /// Publish `n` persistent messages m0.. (body = id) to a queue, confirms pipelined.
     pub async fn publish_many(&self, queue: &str, n: usize) -> Vec<Seen> {
-        let mut confirms = Vec::with_capacity(n);
-        let mut want = Vec::with_capacity(n);
-        for i in 0..n {
-            let id = format!("m{i}");
-            let confirm = self
-                .ch
-                .basic_publish(
-                    "".into(),
-                    queue.into(),
-                    BasicPublishOptions::default(),
-                    id.as_bytes(),
-                    BasicProperties::default()
-                        .with_message_id(id.as_str().into())
-                        .with_delivery_mode(2),
-                )
-                .await
-                .expect("publish");
-            confirms.push(confirm);
-            want.push(Seen {
+        let ids: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+        let messages: Vec<(Vec<u8>, BasicProperties)> = ids
+            .iter()
+            .map(|id| {
+                let props = BasicProperties::default()
+                    .with_message_id(id.as_str().into())
+                    .with_delivery_mode(2);
+                (id.clone().into_bytes(), props)
+            })
+            .collect();
+        self.b.publish_all(queue, &messages).await;
+        ids.into_iter()
+            .map(|id| Seen {
                 message_id: Some(id.clone()),
                 body: id.into_bytes(),
-            });
-        }
-        for c in confirms {
-            assert!(c.await.expect("confirm").is_ack(), "publish not acked");
-        }
-        want
+            })
+            .collect()
     }
 
     /// Consume `n` messages from `queue` and reject them (requeue=false): dead letters.
     pub async fn reject(&self, queue: &str, n: usize) {
-        let ch = self.conn.create_channel().await.expect("channel");
+        let ch = self.b.conn.create_channel().await.expect("channel");
         ch.basic_qos(1, BasicQosOptions::default())
             .await
             .expect("qos");
@@ -258,26 +220,12 @@ impl Lab {
 
     /// Message count of a queue (a passive declare on a throwaway channel).
     pub async fn depth(&self, queue: &str) -> u32 {
-        let ch = self.conn.create_channel().await.expect("channel");
-        crate::support::broker::depth_on(ch, queue)
-            .await
-            .expect("passive declare")
+        self.b.count(queue).await
     }
 
     /// Wait until a queue holds exactly `n` messages (dead-lettering is asynchronous).
     pub async fn wait_depth(&self, queue: &str, n: u32) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let d = self.depth(queue).await;
-            if d == n {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{queue} holds {d} messages, expected {n}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.b.wait_count(queue, n, Duration::from_secs(15)).await;
     }
 
     /// Take every message off a queue, in order (a no-ack consumer; the queue must be
@@ -294,7 +242,7 @@ impl Lab {
     /// has handed it out before; absent on a first delivery on 4.x).
     pub async fn drain_counted(&self, queue: &str) -> Vec<(Seen, Option<i64>)> {
         let n = self.depth(queue).await as usize;
-        let ch = self.conn.create_channel().await.expect("channel");
+        let ch = self.b.conn.create_channel().await.expect("channel");
         let mut consumer = ch
             .basic_consume(
                 queue.into(),
@@ -343,13 +291,7 @@ impl Lab {
     }
 
     /// Delete every queue this lab made (the DLX goes with the DLQ's binding).
-    pub async fn cleanup(self) {
-        for q in &self.queues {
-            self.ch
-                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                .await
-                .expect("delete queue");
-        }
-        let _ = self.conn.close(200, "done".into()).await;
+    pub async fn cleanup(mut self) {
+        self.b.cleanup().await;
     }
 }
