@@ -204,3 +204,55 @@ async fn the_latest_of_two_deaths_is_what_the_rules_see() {
                 .await;
     }
 }
+
+/// `--stage-queues quorum` on a quorum DLQ, on every version: delayed retries wait in
+/// quorum delay queues (declared with a delivery limit far above the returns of a long
+/// delay) and come back to their work queue; a left message waits in a quorum left
+/// queue and comes back to the DLQ. Every message is counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn quorum_stage_queues_carry_delayed_retries_and_left_messages() {
+    let mut b = Broker::connect().await;
+    let work = unique("qstage.work");
+    let dlq = unique("qstage.dlq");
+    b.queue(&dlq, &[("x-queue-type", text("quorum"))]).await;
+    b.queue(&work, &support::broker::work_queue_args(Way::Reject, &dlq))
+        .await;
+    let input: Vec<(Vec<u8>, BasicProperties)> = [("r1", "retry"), ("r2", "retry"), ("l", "leave")]
+        .iter()
+        .map(|(id, act)| (format!("body-{id}").into_bytes(), props(id, act)))
+        .collect();
+    b.dead_letter(&work, &dlq, Way::Reject, &input).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = rules_file(
+        dir.path(),
+        &format!(
+            "INPUTQ({dlq}) RETRYINT(1s)\n\
+             HDR(act=retry) ACTION(RETRY) RETRY(1) DELAY(1500ms)\n\
+             ACTION(IGNORE)\n"
+        ),
+    );
+    let rules = rules.to_str().expect("utf-8 path");
+    let mut d = start_dlqd(dir.path(), &["--rules", rules, "--stage-queues", "quorum"]);
+    b.wait_count(&work, 2, Duration::from_secs(30)).await;
+    // The left one has been round the left queue at least once by now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    d.signal("TERM");
+    let status = d.wait(Duration::from_secs(15)).await;
+    assert!(status.success(), "{status}\n{}", d.stderr_tail(20));
+    let log = d.stderr();
+    assert!(
+        log.matches("action=\"leave\"").count() >= 2,
+        "the left message did not come back from the left queue:\n{log}"
+    );
+    let back = b.drain(&work).await;
+    assert_eq!(bodies(&back), vec!["body-r1", "body-r2"], "{log}");
+    // The left message is on the DLQ or in the left queue: nowhere else.
+    let left_queue = dlqd::stage::left_queue(&dlq);
+    let mut left = b.drain(&dlq).await;
+    left.extend(b.drain(&left_queue).await);
+    assert_eq!(bodies(&left), vec!["body-l"], "{log}");
+    for q in dlqd::stage::delay_queues(&dlq) {
+        assert_eq!(b.count(&q).await, 0, "{q}");
+    }
+}
