@@ -107,8 +107,10 @@ async fn a_message_over_the_brokers_max_size_fails_alone_with_the_brokers_reason
         "max_message_size = 16777216\n",
     )
     .expect("rabbitmq.conf");
+    // A planned restart. (With kill -9 instead, seen once on 4.0.5: the empty durable
+    // `parked`, declared a moment before, did not come back.)
     tokio::task::block_in_place(|| {
-        node.crash();
+        node.stop();
         node.restart();
     });
     // (`b`'s connection died with the node; the private node goes with the test.)

@@ -334,6 +334,32 @@ impl PrivateNode {
         }
     }
 
+    /// Stop the node cleanly (`rabbitmqctl stop`: everything it holds is written out),
+    /// and wait until it is gone: a planned restart, e.g. with a new rabbitmq.conf.
+    pub fn stop(&mut self) {
+        self.ctl(&["stop"]);
+        if let Some(mut server) = self.server.take() {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while matches!(server.try_wait(), Ok(None)) {
+                assert!(
+                    Instant::now() < deadline,
+                    "private node {} did not stop within 60 s",
+                    self.name
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while accepts_amqp(self.port) || !self.beam_pids().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "private node {} still runs after rabbitmqctl stop",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Start the node again on the same ports and data; how long it took to accept AMQP.
     pub fn restart(&mut self) -> Duration {
         self.boot()
