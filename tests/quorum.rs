@@ -20,9 +20,10 @@ use lapin::types::AMQPValue;
 /// each life is killed at a random moment once it has forwarded something. A new life
 /// takes the returned messages first (a quorum queue returns them to its head) and
 /// finishes them one at a time before anything else (a kill then returns one), so no
-/// message is returned by many lives: every message reaches the target, and none was
-/// handed out more than three times before (without that slow start, 5 was seen on
-/// 3.10 and 4 on 4.0 in one run of this test: the next kill would have dropped them).
+/// message is returned by many lives: every message reaches the target, and none
+/// reached the limit (seen with the slow start: at most 2 or 3 returns of one message;
+/// without it, 5 on 3.10 and 4 on 4.0 in one run of this test, where the next kill
+/// would have dropped them).
 /// (Lives that die before their first acknowledgement — a crash at start-up — are
 /// another matter: each returns the same head window; docs/production.md says what a
 /// quorum DLQ needs then.)
@@ -81,26 +82,20 @@ async fn a_crash_restart_loop_never_walks_a_quorum_dlq_into_its_delivery_limit()
             break;
         }
     }
-    // The last run drains what is left.
-    let mut d = start_dlqd(dir.path(), &args);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (left, there) = (b.count(&dlq).await, b.count(&target).await as usize);
-        if left == 0 && there >= N {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "after {kills} kills the DLQ holds {left} and the target {there} of {N}:\n{}",
-            d.stderr_tail(20)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    d.signal("TERM");
-    let status = d.wait(Duration::from_secs(20)).await;
+    // The last run drains what is left and ends (--once: when the DLQ is empty).
+    let mut once_args = args.to_vec();
+    once_args.push("--once");
+    let mut d = start_dlqd(dir.path(), &once_args);
+    let status = d.wait(Duration::from_secs(120)).await;
     assert!(status.success(), "{status}\n{}", d.stderr_tail(20));
 
     let got = b.drain(&target).await;
+    let still_on_dlq = b.drain(&dlq).await;
+    assert!(
+        still_on_dlq.is_empty(),
+        "{} left on the DLQ after the --once run",
+        still_on_dlq.len()
+    );
     let ids: BTreeSet<String> = got.iter().map(Got::text).collect();
     let lost: Vec<String> = (0..N)
         .map(|i| format!("q-{i}"))
@@ -128,9 +123,9 @@ async fn a_crash_restart_loop_never_walks_a_quorum_dlq_into_its_delivery_limit()
         "the drain ended before the kills began: {forwarded_at_kills:?}"
     );
     assert!(
-        most_returned <= 3,
-        "a message was handed out {most_returned} times before: lives after a kill do not \
-         finish the returned messages first"
+        most_returned < 5,
+        "a message was handed out {most_returned} times before: it reached the delivery \
+         limit (5); lives after a kill do not finish the returned messages first"
     );
 }
 
