@@ -16,6 +16,7 @@ pub mod dead_letter;
 pub mod decide;
 pub mod depth_watch;
 pub mod dry_run;
+pub mod escape;
 pub mod inspect;
 pub mod message;
 pub mod metrics;
