@@ -90,11 +90,12 @@ pub struct BrokerArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("table").required(true).args(["rules", "rule"])))]
 pub struct RunArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
     /// The rules file (or use --rule).
-    #[arg(long, required_unless_present = "rule")]
+    #[arg(long)]
     pub rules: Option<PathBuf>,
     /// An inline rule, `PATTERNS ACTION(...)`; repeatable; forms the whole table.
     #[arg(long, conflicts_with = "rules")]
@@ -105,6 +106,10 @@ pub struct RunArgs {
     /// Stop when the DLQ holds nothing to act on now (same as WAIT(NO)).
     #[arg(long)]
     pub once: bool,
+    /// Give up (exit status 1) when the broker or the DLQ has been unavailable this
+    /// long: no connection, or the DLQ deleted. Default: 60s with --once, never without.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub connect_deadline: Option<std::time::Duration>,
     /// The type of the queues dlqd declares for delays and left messages: classic
     /// (one broker), or quorum (a cluster, with a quorum DLQ: they survive a node loss).
     /// Switching needs the old ones deleted (empty) first.

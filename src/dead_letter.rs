@@ -11,7 +11,9 @@
 //! `x-last-death-*`, else the newest `x-death` entry, else `x-first-death-*`; routing
 //! keys (the original ones) from the newest `x-death` entry.
 
-use crate::message::{DELAY_QUEUE_PREFIX, FieldTable, Message, RETRIES_HEADER, Value};
+use crate::message::{
+    DELAY_QUEUE_PREFIX, FieldTable, Message, RETRIES_HEADER, USER_ID_HEADER, Value,
+};
 
 /// Header dlqd sets on a message it forwards: the queue the message originally died in.
 pub const ORIGINAL_QUEUE_HEADER: &str = "x-dlqd-original-queue";
@@ -35,6 +37,20 @@ pub struct DeadLetter<'m> {
     pub retries: u32,
     /// Body size in bytes.
     pub size: u64,
+    /// The user it was published as: its `user_id`, or the one dlqd kept in
+    /// `x-dlqd-user-id` when it published a copy as itself; "" when none.
+    pub user_id: &'m str,
+}
+
+fn original_user_id(message: &Message) -> &str {
+    if let Some(u) = message.properties.user_id.as_deref() {
+        return u;
+    }
+    match message.header(USER_ID_HEADER) {
+        Some(Value::LongString(u)) => std::str::from_utf8(u).unwrap_or(""),
+        Some(Value::ShortString(u)) => u,
+        _ => "",
+    }
 }
 
 impl<'m> DeadLetter<'m> {
@@ -81,6 +97,7 @@ impl<'m> DeadLetter<'m> {
             persistent: message.properties.delivery_mode == Some(2),
             retries,
             size: message.body.len() as u64,
+            user_id: original_user_id(message),
         }
     }
 

@@ -17,6 +17,7 @@ pub mod decide;
 pub mod depth_watch;
 pub mod dry_run;
 pub mod escape;
+pub mod failure;
 pub mod inspect;
 pub mod message;
 pub mod metrics;

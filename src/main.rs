@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use dlqd::cli::{Cli, Command, LogFormat};
 use dlqd::commands;
+use dlqd::progress::LogWriter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -25,22 +26,28 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr (around the progress bar of a drain, if one is drawn); lapin's returned-message logs (which carry payloads) are filtered out.
+/// Logs go to stderr (around the progress bar of a drain, if one is drawn); lapin's own logs are off unless DLQD_LOG names lapin (and then its returned-message logs, which carry payloads, stay off).
 fn init_logs(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("DLQD_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info"))
-        .add_directive(
-            "lapin::returned_messages=off"
-                .parse()
-                .expect("static directive"),
-        );
+    // lapin logs at ERROR what dlqd handles and reports itself (a channel the broker
+    // closed, its own reconnect attempts): off unless DLQD_LOG names lapin.
+    let asked = std::env::var("DLQD_LOG").unwrap_or_default();
+    let mut filter = EnvFilter::try_from_env("DLQD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let quiet = if asked.contains("lapin") {
+        &["lapin::returned_messages=off"][..]
+    } else {
+        &["lapin=off", "amq_protocol=off"][..]
+    };
+    for d in quiet {
+        filter = filter.add_directive(d.parse().expect("static directive"));
+    }
+    // No ANSI colours: the text writer escapes every control character a log line
+    // carries (a producer's message id included), so none can forge a line.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(dlqd::progress::LogWriter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_ansi(false);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_writer(LogWriter::text()).init(),
+        LogFormat::Json => builder.json().with_writer(LogWriter::json()).init(),
     }
 }

@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 pub const DELAY_QUEUE_PREFIX: &str = "dlqd.delay.";
 /// Header holding how many times dlqd has retried the message.
 pub const RETRIES_HEADER: &str = "x-dlqd-retries";
+/// The `user_id` a message carried before dlqd published a copy of it as itself
+/// (PUTAUT(DEF)); USERID matches it as the message's `user_id`.
+pub const USER_ID_HEADER: &str = "x-dlqd-user-id";
 
 /// One AMQP 0-9-1 field value, as RabbitMQ encodes it.
 #[derive(Debug, Clone, PartialEq)]

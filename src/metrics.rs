@@ -91,21 +91,12 @@ impl Default for Metrics {
 
 /// Label values the daemon uses all the time, kept static so counting allocates nothing.
 fn known(value: &str) -> Cow<'static, str> {
-    const KNOWN: &[&str] = &[
-        "retry",
-        "forward",
-        "discard",
-        "leave",
-        "returned",
-        "nacked",
-        "channel_closed",
-        "refused",
-        "archive_io",
-        "connection_lost",
-        "timeout",
-        "other",
-    ];
-    match KNOWN.iter().find(|k| **k == value) {
+    const KNOWN: &[&str] = &["retry", "forward", "discard", "leave", "audit"];
+    match KNOWN
+        .iter()
+        .chain(crate::failure::Cause::LABELS)
+        .find(|k| **k == value)
+    {
         Some(k) => Cow::Borrowed(k),
         None => Cow::Owned(value.to_owned()),
     }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::audit::{Audit, AuditOutcome, AuditRecord};
+use crate::failure::ActionFailure;
 use crate::metrics::Metrics;
 use crate::progress::Progress;
 
@@ -45,32 +46,6 @@ impl Default for Observer {
     }
 }
 
-/// A short, stable cause for a failed action, from the broker's (or the OS's) words.
-/// Used as the `cause` label and audit field.
-pub fn cause_of(reason: &str) -> &'static str {
-    let r = reason.to_ascii_lowercase();
-    if r.contains("archive") {
-        "archive_io"
-    } else if r.contains("no_route") || r.contains("returned") || r.contains("unroutable") {
-        "returned"
-    } else if r.contains("nack") {
-        "nacked"
-    } else if r.contains("access_refused")
-        || r.contains("refused")
-        || r.contains("not_found")
-        || r.contains("does not exist")
-        || r.contains("precondition")
-    {
-        "refused"
-    } else if r.contains("channel") || r.contains("connection") || r.contains("closed") {
-        "channel_closed"
-    } else if r.contains("timed out") || r.contains("timeout") {
-        "timeout"
-    } else {
-        "other"
-    }
-}
-
 impl Observer {
     pub fn new(metrics: Metrics, audit: Option<Audit>, progress: Progress) -> Self {
         Observer {
@@ -101,15 +76,15 @@ impl Observer {
         self.write_audit(ev, AuditOutcome::Ok);
     }
 
-    /// An action failed (the message stays on the DLQ); `reason` is the broker's words.
-    pub fn failed(&self, ev: &ActionEvent<'_>, reason: &str) {
-        let cause = cause_of(reason);
+    /// An action failed (the message stays on the DLQ, or is left).
+    pub fn failed(&self, ev: &ActionEvent<'_>, failure: &ActionFailure) {
+        let cause = failure.cause.label();
         self.metrics.failure(ev.action, cause);
         self.write_audit(
             ev,
             AuditOutcome::Failed {
                 cause,
-                error: reason,
+                error: &failure.reason,
             },
         );
     }
@@ -162,6 +137,7 @@ impl Observer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::failure::Cause;
 
     const FWD: ActionEvent<'static> = ActionEvent {
         queue: "orders.dlq",
@@ -174,22 +150,17 @@ mod tests {
     };
 
     #[test]
-    fn causes_from_broker_words() {
-        for (reason, cause) in [
-            ("returned by the broker: 312 NO_ROUTE", "returned"),
-            ("nacked by the broker", "nacked"),
-            ("cannot write archive /x/y: Permission denied", "archive_io"),
-            (
-                "channel closed: 404 NOT_FOUND - no exchange 'x' in vhost '/'",
-                "refused",
-            ),
-            ("403 ACCESS_REFUSED - write access to exchange", "refused"),
-            ("channel closed by the broker", "channel_closed"),
-            ("connection reset", "channel_closed"),
-            ("something new", "other"),
-        ] {
-            assert_eq!(cause_of(reason), cause, "{reason}");
-        }
+    fn a_message_too_large_for_frame_max_is_counted_as_too_large() {
+        // cause_of read "channel" in the text and said channel_closed.
+        let obs = Observer::default();
+        let f = ActionFailure::new(
+            Cause::TooLarge,
+            "headers of 140000 bytes do not fit one frame (channel frame_max 131072)",
+        );
+        obs.failed(&FWD, &f);
+        let text = obs.metrics().render();
+        let want = r#"dlqd_action_failures_total{action="forward",cause="too_large"} 1"#;
+        assert!(text.contains(want), "missing {want} in\n{text}");
     }
 
     #[test]
@@ -210,7 +181,13 @@ mod tests {
             ..FWD
         };
         obs.done(&retry, Duration::from_millis(2));
-        obs.failed(&FWD, "returned by the broker: 312 NO_ROUTE");
+        obs.failed(
+            &FWD,
+            &ActionFailure::new(
+                Cause::Returned { code: 312 },
+                "returned by the broker: 312 NO_ROUTE",
+            ),
+        );
         obs.connected(true);
         obs.depth(10);
 

@@ -2,6 +2,7 @@
 //! letter: retry copies, forwarded copies, and copies put back on the DLQ's tail.
 //! Pure functions of their inputs (the caller passes the clock), tested in memory.
 
+pub use crate::message::USER_ID_HEADER;
 use crate::message::{FieldTable, Message, RETRIES_HEADER, Value};
 
 /// When dlqd last examined a message it left on the DLQ (ms since the epoch).
@@ -29,6 +30,29 @@ fn without_dlq_marks(message: &Message) -> Message {
     out
 }
 
+/// Whose name a copy is published in (runmqdlq's PUTAUT). RabbitMQ refuses a publish
+/// whose `user_id` is not the publishing user's (406, closing the channel) unless that
+/// user has the `impersonator` tag. `keep == false` (PUTAUT(DEF), and every copy dlqd
+/// keeps for itself): the copy carries no `user_id`; the original one is kept in
+/// [`USER_ID_HEADER`]. `keep == true` (PUTAUT(CTX)): the original `user_id`, restored
+/// from that header if an earlier copy moved it there.
+fn put_as(out: &mut Message, keep: bool) {
+    if keep {
+        if out.properties.user_id.is_none()
+            && let Some(h) = out.properties.headers.as_mut()
+            && let Some(u) = h.get(USER_ID_HEADER).and_then(Value::as_str_lossy)
+        {
+            h.remove(USER_ID_HEADER);
+            out.properties.user_id = Some(u);
+        }
+    } else if let Some(u) = out.properties.user_id.take() {
+        let h = headers(out);
+        if !h.contains_key(USER_ID_HEADER) {
+            h.insert(USER_ID_HEADER.into(), Value::LongString(u.into_bytes()));
+        }
+    }
+}
+
 /// When the message was last examined on the DLQ, if it carries the mark.
 pub fn examined_at(message: &Message) -> Option<u64> {
     message.header(EXAMINED_HEADER)?.as_u64()
@@ -44,9 +68,11 @@ pub fn pass_of(message: &Message) -> Option<u64> {
 
 /// The copy to publish for retry number `attempt` (directly, or parked in a delay
 /// queue first: dlqd moves it out itself, so its death history is kept as it is).
-pub fn for_retry(message: &Message, attempt: u32) -> Message {
+/// `keep_user_id`: PUTAUT(CTX) (see [`put_as`]).
+pub fn for_retry(message: &Message, attempt: u32, keep_user_id: bool) -> Message {
     let mut out = without_dlq_marks(message);
     headers(&mut out).insert(RETRIES_HEADER.into(), Value::I64(i64::from(attempt)));
+    put_as(&mut out, keep_user_id);
     out
 }
 
@@ -57,6 +83,7 @@ pub fn for_left(message: &Message, retries: Option<u32>) -> Message {
     if let Some(n) = retries {
         headers(&mut out).insert(RETRIES_HEADER.into(), Value::I64(i64::from(n)));
     }
+    put_as(&mut out, false);
     out
 }
 
@@ -76,6 +103,8 @@ pub struct ForwardInfo<'a> {
     pub reason: &'a str,
     /// `HEADER(YES)`: keep `x-death` and `x-first-death-*`.
     pub keep_headers: bool,
+    /// `PUTAUT(CTX)`: keep the original `user_id` (see [`put_as`]).
+    pub keep_user_id: bool,
 }
 
 /// The copy to publish for a forward.
@@ -95,6 +124,7 @@ pub fn for_forward(message: &Message, info: &ForwardInfo<'_>) -> Message {
         Value::string(info.original_queue),
     );
     h.insert(REASON_HEADER.into(), Value::string(info.reason));
+    put_as(&mut out, info.keep_user_id);
     out
 }
 
@@ -109,6 +139,7 @@ pub fn for_dlq(message: &Message, now_ms: u64, pass: u64, retries: Option<u32>) 
     if let Some(n) = retries {
         h.insert(RETRIES_HEADER.into(), Value::I64(i64::from(n)));
     }
+    put_as(&mut out, false);
     out
 }
 
@@ -140,7 +171,7 @@ mod tests {
 
     #[test]
     fn a_retry_counts_and_keeps_the_death_history() {
-        let out = for_retry(&dead_letter(), 3);
+        let out = for_retry(&dead_letter(), 3, false);
         assert_eq!(out.header(RETRIES_HEADER), Some(&Value::I64(3)));
         assert!(out.header("x-death").is_some());
         assert_eq!(
@@ -168,6 +199,7 @@ mod tests {
             original_queue: "orders",
             reason: "expired",
             keep_headers: false,
+            keep_user_id: false,
         };
         let out = for_forward(&dead_letter(), &info);
         assert_eq!(out.header(RULE_HEADER), Some(&Value::I64(7)));
@@ -185,6 +217,7 @@ mod tests {
             &dead_letter(),
             &ForwardInfo {
                 keep_headers: true,
+                keep_user_id: false,
                 ..info
             },
         );
@@ -207,5 +240,23 @@ mod tests {
         headers(&mut m).insert(PASS_HEADER.into(), Value::Array(vec![]));
         assert_eq!(examined_at(&m), None);
         assert_eq!(pass_of(&m), None);
+    }
+
+    #[test]
+    fn a_copy_is_published_as_dlqd_unless_putaut_ctx() {
+        let mut m = dead_letter();
+        m.properties.user_id = Some("alice".into());
+        let def = for_retry(&m, 1, false);
+        assert_eq!(def.properties.user_id, None);
+        assert_eq!(crate::dead_letter::DeadLetter::new(&def).user_id, "alice");
+        // A left copy (always as dlqd), then a CTX retry of it: alice again.
+        let left = for_left(&m, None);
+        assert_eq!(left.properties.user_id, None);
+        let ctx = for_retry(&left, 2, true);
+        assert_eq!(ctx.properties.user_id.as_deref(), Some("alice"));
+        assert!(ctx.header(USER_ID_HEADER).is_none());
+        // No user_id, nothing added.
+        let plain = for_retry(&dead_letter(), 1, false);
+        assert!(plain.header(USER_ID_HEADER).is_none());
     }
 }

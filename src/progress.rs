@@ -101,8 +101,50 @@ impl Progress {
 
 /// stderr for tracing: while a progress bar is drawn, each log line is written with the
 /// bar suspended (cleared, then redrawn below the line).
+///
+/// For text logs it is also the last guard against log injection: tracing writes one
+/// event per `write_all`, and every control character, line separator or bidi override
+/// in it but the final newline is escaped (see [`crate::escape`]), whichever field or
+/// library it came from, so no value can end a line or forge one.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct LogWriter;
+pub struct LogWriter {
+    escape: bool,
+}
+
+impl LogWriter {
+    /// For text logs: one event, one line.
+    pub fn text() -> Self {
+        LogWriter { escape: true }
+    }
+
+    /// For JSON logs (the encoder escapes already).
+    pub fn json() -> Self {
+        LogWriter { escape: false }
+    }
+}
+
+/// `line` (one formatted event) with every unsafe character but a final newline escaped.
+fn one_line(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let (body, end) = match line.strip_suffix(b"\n") {
+        Some(body) => (body, &b"\n"[..]),
+        None => (line, &b""[..]),
+    };
+    let text = String::from_utf8_lossy(body);
+    if !text.chars().any(crate::escape::is_unsafe) && !matches!(text, std::borrow::Cow::Owned(_)) {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len() + 16);
+    for c in text.chars() {
+        if crate::escape::is_unsafe(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    let mut out = out.into_bytes();
+    out.extend_from_slice(end);
+    std::borrow::Cow::Owned(out)
+}
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -111,6 +153,12 @@ impl Write for LogWriter {
     }
 
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let escaped = if self.escape {
+            one_line(buf)
+        } else {
+            std::borrow::Cow::Borrowed(buf)
+        };
+        let buf = &escaped[..];
         let bar = active().as_ref().map(|(_, bar)| bar.clone());
         match bar {
             Some(bar) => bar.suspend(|| std::io::stderr().lock().write_all(buf)),
@@ -127,13 +175,24 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
     type Writer = LogWriter;
 
     fn make_writer(&'a self) -> Self::Writer {
-        LogWriter
+        *self
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_line_cannot_forge_another() {
+        let line = b"INFO done message_id=x\n2026 INFO forged\x1b[2K\n";
+        assert_eq!(
+            &one_line(line)[..],
+            b"INFO done message_id=x\\n2026 INFO forged\\u{1b}[2K\n"
+        );
+        let clean = b"INFO done message_id=x\n";
+        assert!(matches!(one_line(clean), std::borrow::Cow::Borrowed(_)));
+    }
 
     #[test]
     fn silent_when_not_a_terminal_but_still_counts() {
@@ -149,7 +208,7 @@ mod tests {
 
     #[test]
     fn log_writer_writes_through_without_a_bar() {
-        let mut w = LogWriter;
+        let mut w = LogWriter::text();
         assert_eq!(w.write(b"").expect("write"), 0);
         w.flush().expect("flush");
     }

@@ -23,7 +23,12 @@ pub enum ConnectError {
     #[error("invalid broker URL {url}: {reason}")]
     BadUrl { url: String, reason: String },
     #[error("cannot connect to {url}: {reason}")]
-    Connect { url: String, reason: String },
+    Connect {
+        url: String,
+        reason: String,
+        /// The broker's reply code when it refused (403 credentials, 530 vhost).
+        code: Option<u16>,
+    },
     /// The TLS files (DLQD_TLS_*_FILE) cannot be used; reconnecting cannot help.
     #[error("TLS setup for {url}: {reason}")]
     Tls { url: String, reason: String },
@@ -68,30 +73,34 @@ pub fn tls_config_from_env() -> Result<OwnedTLSConfig, String> {
     })
 }
 
+/// Where the user information of `rest` (the URL after `scheme://`) ends: the `@` that
+/// ends the authority, or — when a password holds an unencoded `/`, `?` or `#`, so the
+/// authority seems to end before its `@` — the first `@` after the user's `:`. Either
+/// way a password is never taken for part of the host or the path.
+fn userinfo_end(rest: &str) -> Option<usize> {
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    if let Some(at) = rest[..authority_end].rfind('@') {
+        return Some(at);
+    }
+    let colon = rest[..authority_end].find(':')?;
+    rest[colon..].find('@').map(|at| colon + at)
+}
+
 /// The URL with its password replaced by `***` (user, host, port and vhost kept).
 ///
 /// `amqp://guest:secret@host:5672/%2f` → `amqp://guest:***@host:5672/%2f`.
 pub fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return redact_userinfo(url);
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
     };
-    let (scheme, rest) = url.split_at(scheme_end + 3);
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    format!("{scheme}{}{tail}", redact_userinfo(authority))
-}
-
-/// `user:pass@host` → `user:***@host`; anything without a password is unchanged.
-fn redact_userinfo(authority: &str) -> String {
-    match authority.rfind('@') {
-        Some(at) => {
-            let (userinfo, host) = authority.split_at(at);
-            match userinfo.find(':') {
-                Some(colon) => format!("{}:***{host}", &userinfo[..colon]),
-                None => authority.to_string(),
-            }
-        }
-        None => authority.to_string(),
+    let Some(at) = userinfo_end(rest) else {
+        return url.to_string();
+    };
+    let (userinfo, tail) = rest.split_at(at);
+    match userinfo.find(':') {
+        Some(colon) => format!("{scheme}{}:***{tail}", &userinfo[..colon]),
+        None => url.to_string(),
     }
 }
 
@@ -99,9 +108,8 @@ fn redact_userinfo(authority: &str) -> String {
 fn secrets(url: &str) -> Vec<String> {
     let mut out = Vec::new();
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    if let Some(at) = authority.rfind('@')
-        && let Some((_, pass)) = authority[..at].split_once(':')
+    if let Some(at) = userinfo_end(rest)
+        && let Some((_, pass)) = rest[..at].split_once(':')
         && !pass.is_empty()
     {
         out.push(pass.to_string());
@@ -111,6 +119,19 @@ fn secrets(url: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// A hint for a URL lapin cannot parse whose password holds characters that must be
+/// percent-encoded.
+fn url_hint(url: &str) -> &'static str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let password_has_delimiters = userinfo_end(rest).is_some_and(|at| at > authority_end);
+    if password_has_delimiters {
+        " (the password holds '/', '?' or '#': percent-encode them as %2F, %3F, %23)"
+    } else {
+        ""
+    }
 }
 
 fn percent_decode(s: &str) -> String {
@@ -171,6 +192,7 @@ pub async fn connect_any(
                 let e = ConnectError::Connect {
                     url: redact(url),
                     reason: format!("no answer within {CONNECT_TIMEOUT:?}"),
+                    code: None,
                 };
                 if urls.len() > 1 {
                     tracing::warn!(error = %e, "broker address unavailable; trying the next");
@@ -189,7 +211,7 @@ pub async fn connect_any(
 pub async fn connect(url: &str) -> Result<Connection, ConnectError> {
     let uri: AMQPUri = url.parse().map_err(|e: String| ConnectError::BadUrl {
         url: redact(url),
-        reason: scrub(url, &e),
+        reason: format!("{}{}", scrub(url, &e), url_hint(url)),
     })?;
     let props = ConnectionProperties::default().with_connection_name("dlqd".into());
     let tls = tls_config_from_env().map_err(|reason| ConnectError::Tls {
@@ -199,12 +221,14 @@ pub async fn connect(url: &str) -> Result<Connection, ConnectError> {
     let runtime = lapin::runtime::default_runtime().map_err(|e| ConnectError::Connect {
         url: redact(url),
         reason: scrub(url, &e.to_string()),
+        code: None,
     })?;
     Connection::connect_uri_with_config(uri, props, tls, runtime)
         .await
         .map_err(|e| ConnectError::Connect {
             url: redact(url),
             reason: scrub(url, &e.to_string()),
+            code: crate::broker::error::reply_code(&e),
         })
 }
 
@@ -225,6 +249,13 @@ mod tests {
             ("amqp://h", "amqp://h"),
             ("amqp://u:pw@h/path:with@at", "amqp://u:***@h/path:with@at"),
             ("garbage", "garbage"),
+            // Generated secrets with unencoded delimiters.
+            (
+                "amqp://dlqd:ab/c#d?e@h:5672/vh",
+                "amqp://dlqd:***@h:5672/vh",
+            ),
+            ("amqp://dlqd:x?y@h", "amqp://dlqd:***@h"),
+            ("amqps://dlqd:p#w@h/%2f", "amqps://dlqd:***@h/%2f"),
         ];
         for (url, want) in cases {
             assert_eq!(redact(url), want, "{url}");
@@ -250,6 +281,29 @@ mod tests {
         let text = err.to_string();
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("u:***@h"), "{text}");
+    }
+
+    #[test]
+    fn a_password_with_unencoded_delimiters_never_shows() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        for url in [
+            "amqp://dlqd:Zq/9w#Kp?x@127.0.0.1:5672/%2f",
+            "amqp://dlqd:Zq/9w@127.0.0.1:5672/%2f",
+            "amqp://dlqd:Zq?9w@127.0.0.1:1",
+            "amqp://dlqd:Zq#9w@127.0.0.1:1",
+        ] {
+            let text = match rt.block_on(connect(url)) {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("{url} connected"),
+            };
+            for part in ["Zq/9w", "Zq?9w", "Zq#9w", "Kp", "9w"] {
+                assert!(!text.contains(part), "{url}: {text}");
+            }
+            assert!(text.contains("dlqd:***@127.0.0.1"), "{url}: {text}");
+        }
     }
 
     #[test]

@@ -30,10 +30,9 @@ impl DlqConsumer {
     /// Start consuming `queue` with at most `prefetch` unacknowledged deliveries.
     pub async fn start(conn: &Connection, queue: &str, prefetch: u16) -> Result<Self, BrokerError> {
         let context = format!("cannot consume queue '{queue}'");
-        let name = ShortString::try_new(queue).map_err(|_| BrokerError::Amqp {
+        let name = ShortString::try_new(queue).map_err(|_| BrokerError::Invalid {
             context: context.clone(),
             reason: "queue name longer than 255 bytes".into(),
-            fatal: true,
         })?;
         let channel = conn
             .create_channel()

@@ -1,6 +1,9 @@
-//! Errors of the broker layer: a lost session (reconnect) versus one action that failed.
+//! Errors of the broker layer: a lost session (reconnect) versus one action that failed
+//! ([`ActionFailure`], in `crate::failure`). Whether reconnecting can help is decided from
+//! the broker's reply code, never from the words of the error.
 
 use crate::broker::connect::ConnectError;
+pub use crate::failure::{ActionFailure, Cause};
 
 /// Something went wrong with the connection or the consumer: the session is over.
 #[derive(Debug, thiserror::Error)]
@@ -12,81 +15,103 @@ pub enum BrokerError {
     Amqp {
         context: String,
         reason: String,
-        /// True when reconnecting cannot help (the DLQ does not exist, access refused).
-        fatal: bool,
+        /// The broker's reply code (404, 403, 530, ...) when it refused; `None` when
+        /// the connection broke.
+        code: Option<u16>,
     },
+    /// A delivery lapin cannot parse (e.g. a short-string property that is not UTF-8):
+    /// the connection is lost with it, and the same message comes first again.
+    #[error("{context}: {reason}")]
+    Unreadable { context: String, reason: String },
+    /// dlqd cannot even ask (a queue name over 255 bytes): no retry can cure it.
+    #[error("{context}: {reason}")]
+    Invalid { context: String, reason: String },
+}
+
+/// The reply code of a broker's error (channel or connection close), if it is one.
+pub fn reply_code(e: &lapin::Error) -> Option<u16> {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(p) => Some(p.get_id()),
+        _ => None,
+    }
+}
+
+/// Codes after which reconnecting cannot help: the queue does not exist (404), access
+/// is refused (403), the vhost may not be used or does not exist (530).
+fn is_fatal_code(code: u16) -> bool {
+    matches!(code, 403 | 404 | 530)
 }
 
 impl BrokerError {
     pub(crate) fn amqp(context: impl Into<String>, e: &lapin::Error) -> Self {
-        let reason = e.to_string();
-        let fatal = reason.contains("NOT_FOUND") || reason.contains("ACCESS_REFUSED");
+        if let lapin::ErrorKind::ParsingError(_) = e.kind() {
+            return BrokerError::Unreadable {
+                context: context.into(),
+                reason: e.to_string(),
+            };
+        }
         BrokerError::Amqp {
             context: context.into(),
-            reason,
-            fatal,
+            reason: e.to_string(),
+            code: reply_code(e),
+        }
+    }
+
+    /// A session lost without a refusal (the connection broke, a publish failed).
+    pub fn lost(context: impl Into<String>, reason: impl Into<String>) -> Self {
+        BrokerError::Amqp {
+            context: context.into(),
+            reason: reason.into(),
+            code: None,
+        }
+    }
+
+    /// The session ended because an operation on dlqd's own topology failed (`f`).
+    pub fn from_failure(context: impl Into<String>, f: ActionFailure) -> Self {
+        let context = context.into();
+        match f.cause {
+            Cause::Invalid => BrokerError::Invalid {
+                context,
+                reason: f.reason,
+            },
+            Cause::Refused { code } | Cause::Returned { code } => BrokerError::Amqp {
+                context,
+                reason: f.reason,
+                code: Some(code),
+            },
+            _ => BrokerError::lost(context, f.reason),
         }
     }
 
     /// The broker said a queue or exchange does not exist (404 NOT_FOUND).
     pub fn is_not_found(&self) -> bool {
-        matches!(self, BrokerError::Amqp { reason, .. } if reason.contains("NOT_FOUND"))
+        matches!(
+            self,
+            BrokerError::Amqp {
+                code: Some(404),
+                ..
+            }
+        )
     }
 
     /// True when reconnecting cannot help.
     pub fn is_fatal(&self) -> bool {
         match self {
-            BrokerError::Connect(ConnectError::BadUrl { .. } | ConnectError::Tls { .. }) => true,
-            BrokerError::Connect(ConnectError::Connect { reason, .. }) => {
-                reason.contains("ACCESS_REFUSED")
-            }
-            BrokerError::Amqp { fatal, .. } => *fatal,
+            BrokerError::Connect(e) => e.is_fatal(),
+            BrokerError::Amqp { code, .. } => code.is_some_and(is_fatal_code),
+            BrokerError::Unreadable { .. } => false,
+            BrokerError::Invalid { .. } => true,
         }
     }
 }
 
-/// One publish (or the check before it) failed; the message stays on the DLQ.
-#[derive(Debug, Clone, thiserror::Error, PartialEq)]
-#[error("{reason}")]
-pub struct ActionFailure {
-    /// The broker's reason, e.g. `returned by the broker: 312 NO_ROUTE`.
-    pub reason: String,
-    /// The message's headers are too large for one AMQP frame: no copy of it can be
-    /// published on this connection (see [`crate::broker::frame`]).
-    pub too_large: bool,
-    /// Another publish on the same channel made the broker close it (this one was
-    /// refused with it, not for itself): sending it again on a fresh channel may work.
-    pub resend: bool,
-}
-
-impl ActionFailure {
-    pub fn new(reason: impl Into<String>) -> Self {
-        ActionFailure {
-            reason: reason.into(),
-            too_large: false,
-            resend: false,
-        }
-    }
-
-    /// Refused with the channel another publish closed (see [`ActionFailure::resend`]).
-    pub fn neighbour(reason: impl Into<String>) -> Self {
-        ActionFailure {
-            resend: true,
-            ..ActionFailure::new(reason)
-        }
-    }
-
-    /// The publish came back unroutable (312 NO_ROUTE): the queue it was for is missing.
-    pub fn is_no_route(&self) -> bool {
-        self.reason.contains("NO_ROUTE")
-    }
-
-    /// A publish refused before sending because its headers exceed `frame_max`.
-    pub fn too_large(reason: impl Into<String>) -> Self {
-        ActionFailure {
-            reason: reason.into(),
-            too_large: true,
-            resend: false,
+impl ConnectError {
+    /// A bad URL, TLS files that cannot be used, refused credentials (403) or a vhost
+    /// that may not be used (530): no retry can cure these.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            ConnectError::BadUrl { .. } | ConnectError::Tls { .. } => true,
+            ConnectError::Connect { code, .. } => code.is_some_and(is_fatal_code),
         }
     }
 }

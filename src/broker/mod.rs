@@ -12,6 +12,6 @@ pub mod topology;
 
 pub use connect::{ConnectError, connect, redact};
 pub use consumer::{Delivery, DlqConsumer};
-pub use error::{ActionFailure, BrokerError};
+pub use error::{ActionFailure, BrokerError, Cause};
 pub use publisher::Confirm;
 pub use session::Session;

@@ -9,7 +9,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{Channel, Confirmation, Connection};
 
 use crate::broker::convert::properties_to_amqp;
-use crate::broker::error::{ActionFailure, BrokerError};
+use crate::broker::error::{ActionFailure, BrokerError, Cause};
 use crate::broker::frame::check_fits;
 use crate::message::Message;
 
@@ -29,60 +29,105 @@ async fn open(conn: &Connection) -> Result<Channel, lapin::Error> {
     Ok(channel)
 }
 
-/// What the broker said about one publish of a message of `size` bytes.
-async fn confirmed(confirm: lapin::PublisherConfirm, size: u64) -> Result<(), ActionFailure> {
+/// What identifies one publish when the broker closes the channel over one of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Facts {
+    size: u64,
+    exchange: String,
+    user_id: Option<String>,
+}
+
+/// What the broker said about one publish.
+async fn confirmed(confirm: lapin::PublisherConfirm, facts: Facts) -> Result<(), ActionFailure> {
     match confirm.await {
         Ok(Confirmation::Ack(None)) => Ok(()),
-        Ok(Confirmation::Ack(Some(returned))) => Err(ActionFailure::new(format!(
-            "returned by the broker: {} {}",
-            returned.reply_code, returned.reply_text
-        ))),
-        Ok(Confirmation::Nack(_)) => Err(ActionFailure::new("nacked by the broker".to_string())),
-        Ok(Confirmation::NotRequested) => Err(ActionFailure::new(
-            "the broker did not confirm the publish".to_string(),
+        Ok(Confirmation::Ack(Some(returned))) => Err(ActionFailure::new(
+            Cause::Returned {
+                code: returned.reply_code,
+            },
+            format!(
+                "returned by the broker: {} {}",
+                returned.reply_code, returned.reply_text
+            ),
         )),
-        Err(e) => Err(failure("channel closed", &e, size)),
+        Ok(Confirmation::Nack(_)) => Err(ActionFailure::new(Cause::Nacked, "nacked by the broker")),
+        Ok(Confirmation::NotRequested) => Err(ActionFailure::new(
+            Cause::Unconfirmed,
+            "the broker did not confirm the publish",
+        )),
+        Err(e) => Err(failure("channel closed", &e, &facts)),
     }
 }
 
-/// A publish the broker refused with an error (the channel is closed with it). A message
-/// over the broker's `max_message_size` (16 MiB by default since RabbitMQ 4.0, 128 MiB
-/// before) can never be published there as it is: it is marked too large, so that the
-/// daemon leaves the delivery itself on the DLQ instead of trying to copy it.
-/// The broker names the size it refused ("message size N is larger than configured max
-/// size M"): a message of another size on the channel was refused with it, not for
-/// itself, and is marked to be sent again.
-fn failure(context: &str, e: &lapin::Error, size: u64) -> ActionFailure {
+/// A publish the broker refused with an error that closes the channel: every publish in
+/// flight on it fails with the same error. When the broker's words name what it refused
+/// (a size, a `user_id`, an exchange), only the publishes that match are refused for
+/// themselves ([`Cause::Refused`], or [`Cause::TooLarge`] for a size over the broker's
+/// `max_message_size`: no copy can be published there as it is); the others are its
+/// neighbours ([`Cause::ChannelClosed`]) and are sent again, uncharged. A publish made
+/// after the close (no reply code) is a neighbour too.
+fn failure(context: &str, e: &lapin::Error, facts: &Facts) -> ActionFailure {
     let text = format!("{context}: {e}");
-    match refused_size(e) {
-        Some(refused) if refused == size => ActionFailure::too_large(text),
-        Some(_) => ActionFailure::neighbour(text),
-        None => ActionFailure::new(text),
-    }
-}
-
-/// The size in a 406 "message size N is larger than configured max size M".
-fn refused_size(e: &lapin::Error) -> Option<u64> {
-    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
     let lapin::ErrorKind::ProtocolError(p) = e.kind() else {
-        return None;
+        return ActionFailure::new(Cause::ChannelClosed, text);
     };
-    if !matches!(
-        p.kind(),
-        AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
-    ) {
-        return None;
-    }
-    let text = p.get_message().as_str();
-    let rest = text.split_once("message size ")?.1;
-    let (n, tail) = rest.split_once(' ')?;
-    tail.starts_with("is larger than configured max size")
-        .then(|| n.parse().ok())
-        .flatten()
+    let code = p.get_id();
+    let cause = match Culprit::named(p.get_message().as_str()) {
+        Some(culprit) if !culprit.is(facts) => Cause::ChannelClosed,
+        Some(Culprit::Size(_)) => Cause::TooLarge,
+        _ => Cause::Refused { code },
+    };
+    ActionFailure::new(cause, text)
 }
 
-fn failed(reason: String) -> Confirm {
-    Box::pin(async move { Err(ActionFailure::new(reason)) })
+/// What a channel-closing refusal names, in RabbitMQ's words.
+#[derive(Debug, PartialEq)]
+enum Culprit<'a> {
+    /// 406 "message size N is larger than configured max size M".
+    Size(u64),
+    /// 406 "user_id property set to 'alice' but authenticated user was 'dlqd'".
+    UserId(&'a str),
+    /// 404 "no exchange 'x' in vhost '/'", 403 "write access to exchange 'x' ...".
+    Exchange(&'a str),
+}
+
+impl<'a> Culprit<'a> {
+    fn named(text: &'a str) -> Option<Self> {
+        let quoted = |after: &str| -> Option<&'a str> {
+            let rest = text.split_once(after)?.1;
+            let rest = rest.strip_prefix('\'')?;
+            Some(rest.split_once('\'')?.0)
+        };
+        if let Some(rest) = text.split_once("message size ").map(|(_, r)| r) {
+            let (n, tail) = rest.split_once(' ')?;
+            if tail.starts_with("is larger than configured max size") {
+                return n.parse().ok().map(Culprit::Size);
+            }
+        }
+        if text.contains("user_id property set to") {
+            return quoted("user_id property set to ").map(Culprit::UserId);
+        }
+        quoted("exchange ").map(Culprit::Exchange)
+    }
+
+    fn is(&self, facts: &Facts) -> bool {
+        match self {
+            Culprit::Size(n) => *n == facts.size,
+            Culprit::UserId(u) => facts.user_id.as_deref() == Some(*u),
+            Culprit::Exchange(x) => {
+                let ex = if facts.exchange.is_empty() {
+                    "amq.default"
+                } else {
+                    facts.exchange.as_str()
+                };
+                *x == ex
+            }
+        }
+    }
+}
+
+fn failed(cause: Cause, reason: String) -> Confirm {
+    Box::pin(async move { Err(ActionFailure::new(cause, reason)) })
 }
 
 impl Publisher {
@@ -105,22 +150,30 @@ impl Publisher {
         if !self.channel.status().connected() {
             match open(conn).await {
                 Ok(channel) => self.channel = channel,
-                Err(e) => return failed(format!("cannot reopen the publishing channel: {e}")),
+                Err(e) => {
+                    return failed(
+                        Cause::ChannelClosed,
+                        format!("cannot reopen the publishing channel: {e}"),
+                    );
+                }
             }
         }
         // A content header over frame_max would make the broker close the connection.
         if let Err(reason) = check_fits(&message.properties, conn.configuration().frame_max()) {
-            return Box::pin(async move { Err(ActionFailure::too_large(reason)) });
+            return failed(Cause::TooLarge, reason);
         }
         let props = match properties_to_amqp(&message.properties) {
             Ok(p) => p,
-            Err(e) => return failed(format!("cannot publish: {e}")),
+            Err(e) => return failed(Cause::Invalid, format!("cannot publish: {e}")),
         };
         let (Ok(ex), Ok(rk)) = (
             lapin::types::ShortString::try_new(exchange),
             lapin::types::ShortString::try_new(routing_key),
         ) else {
-            return failed("exchange or routing key longer than 255 bytes".into());
+            return failed(
+                Cause::Invalid,
+                "exchange or routing key longer than 255 bytes".into(),
+            );
         };
         let options = BasicPublishOptions {
             mandatory: true,
@@ -131,20 +184,24 @@ impl Publisher {
         // that many publishes are in flight without a thread round trip each.
         let channel = self.channel.clone();
         let body = message.body.clone();
-        let size = body.len() as u64;
+        let facts = Facts {
+            size: body.len() as u64,
+            exchange: exchange.to_string(),
+            user_id: message.properties.user_id.clone(),
+        };
         let mut send =
             Box::pin(async move { channel.basic_publish(ex, rk, options, &body, props).await });
         match futures_lite::future::poll_once(&mut send).await {
             Some(Err(e)) => Box::pin(std::future::ready(Err(failure(
                 "publish refused",
                 &e,
-                size,
+                &facts,
             )))),
-            Some(Ok(confirm)) => Box::pin(confirmed(confirm, size)),
+            Some(Ok(confirm)) => Box::pin(confirmed(confirm, facts)),
             None => Box::pin(async move {
                 match send.await {
-                    Ok(confirm) => confirmed(confirm, size).await,
-                    Err(e) => Err(failure("publish refused", &e, size)),
+                    Ok(confirm) => confirmed(confirm, facts).await,
+                    Err(e) => Err(failure("publish refused", &e, &facts)),
                 }
             }),
         }
@@ -154,5 +211,57 @@ impl Publisher {
         if self.channel.status().connected() {
             let _ = self.channel.close(200, "bye".into()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(size: u64, exchange: &str, user_id: Option<&str>) -> Facts {
+        Facts {
+            size,
+            exchange: exchange.into(),
+            user_id: user_id.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_brokers_words_name_the_publish_it_refused() {
+        let cases = [
+            (
+                "PRECONDITION_FAILED - message size 17000000 is larger than configured max size 16777216",
+                Some(Culprit::Size(17_000_000)),
+            ),
+            (
+                "PRECONDITION_FAILED - user_id property set to 'alice' but authenticated user was 'guest'",
+                Some(Culprit::UserId("alice")),
+            ),
+            (
+                "NOT_FOUND - no exchange 'billing.errors' in vhost '/'",
+                Some(Culprit::Exchange("billing.errors")),
+            ),
+            (
+                "ACCESS_REFUSED - write access to exchange 'amq.default' in vhost '/' refused for user 'dlqd'",
+                Some(Culprit::Exchange("amq.default")),
+            ),
+            ("PRECONDITION_FAILED - something new", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(Culprit::named(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn only_the_publish_named_is_the_culprit() {
+        let alice = Culprit::UserId("alice");
+        assert!(alice.is(&facts(10, "", Some("alice"))));
+        assert!(!alice.is(&facts(10, "", Some("bob"))));
+        assert!(!alice.is(&facts(10, "", None)));
+        let default = Culprit::Exchange("amq.default");
+        assert!(default.is(&facts(1, "", None)));
+        assert!(!default.is(&facts(1, "x", None)));
+        assert!(Culprit::Size(5).is(&facts(5, "", None)));
+        assert!(!Culprit::Size(5).is(&facts(6, "", None)));
     }
 }

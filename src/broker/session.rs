@@ -22,6 +22,37 @@ pub struct Session {
     stage_kind: StageKind,
     publisher: Publisher,
     topology: Topology,
+    /// Logs the broker's flow control (connection.blocked / unblocked).
+    events: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.events.abort();
+    }
+}
+
+/// Log `connection.blocked` (a memory or disk alarm: the broker stops reading what dlqd
+/// publishes) and `connection.unblocked`, for as long as the connection lives.
+fn log_flow_control(conn: &Connection) -> tokio::task::JoinHandle<()> {
+    use futures_lite::StreamExt;
+    let events = conn.events_listener();
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            match event {
+                lapin::Event::ConnectionBlocked(reason) => tracing::warn!(
+                    reason = %crate::escape::Escaped(&reason),
+                    "the broker blocks publishing on this connection (a memory or disk alarm); \
+                     publishes wait until it unblocks"
+                ),
+                lapin::Event::ConnectionUnblocked => {
+                    tracing::info!("the broker unblocked publishing")
+                }
+                _ => {}
+            }
+        }
+    })
 }
 
 impl Session {
@@ -31,12 +62,14 @@ impl Session {
         let (conn, url_index) = connect_any(urls, start).await?;
         let conn = Arc::new(conn);
         let publisher = Publisher::open(&conn).await?;
+        let events = log_flow_control(&conn);
         Ok(Session {
             conn,
             url_index,
             stage_kind: StageKind::default(),
             publisher,
             topology: Topology::default(),
+            events,
         })
     }
 

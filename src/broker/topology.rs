@@ -10,21 +10,25 @@ use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions, QueueDeleteOpt
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection};
 
-use crate::broker::error::{ActionFailure, BrokerError};
+use crate::broker::error::{ActionFailure, BrokerError, Cause, reply_code};
 
 /// How long an exchange seen to exist is trusted to go on existing.
 const EXISTS_TTL: Duration = Duration::from_secs(30);
+/// How long an exchange found missing is taken to stay missing: the messages for it in
+/// that time fail with the same finding, without a probe (and a broker error) each.
+const MISSING_TTL: Duration = Duration::from_secs(5);
 
 /// Caches of what has been checked on this connection.
 #[derive(Default)]
 pub struct Topology {
     exchanges: HashMap<String, Instant>,
+    missing: HashMap<String, (Instant, ActionFailure)>,
 }
 
 async fn throwaway(conn: &Connection) -> Result<Channel, ActionFailure> {
     conn.create_channel()
         .await
-        .map_err(|e| ActionFailure::new(format!("cannot open a channel: {e}")))
+        .map_err(|e| refused("cannot open a channel", &e))
 }
 
 async fn close(channel: Channel) {
@@ -34,8 +38,22 @@ async fn close(channel: Channel) {
 }
 
 fn short(name: &str) -> Result<ShortString, ActionFailure> {
-    ShortString::try_new(name)
-        .map_err(|_| ActionFailure::new(format!("queue name longer than 255 bytes: {name}")))
+    ShortString::try_new(name).map_err(|_| {
+        ActionFailure::new(
+            Cause::Invalid,
+            format!("queue name longer than 255 bytes: {name}"),
+        )
+    })
+}
+
+/// A topology operation the broker refused (with its code) or that the channel's loss
+/// ended (no code).
+fn refused(context: &str, e: &lapin::Error) -> ActionFailure {
+    let cause = match reply_code(e) {
+        Some(code) => Cause::Refused { code },
+        None => Cause::ChannelClosed,
+    };
+    ActionFailure::new(cause, format!("{context}: {e}"))
 }
 
 impl Topology {
@@ -54,8 +72,16 @@ impl Topology {
         {
             return Ok(());
         }
+        if let Some((seen, f)) = self.missing.get(exchange)
+            && seen.elapsed() < MISSING_TTL
+        {
+            return Err(f.clone());
+        }
         let name = ShortString::try_new(exchange).map_err(|_| {
-            ActionFailure::new(format!("exchange name longer than 255 bytes: {exchange}"))
+            ActionFailure::new(
+                Cause::Invalid,
+                format!("exchange name longer than 255 bytes: {exchange}"),
+            )
         })?;
         let channel = throwaway(conn).await?;
         let result = channel
@@ -70,11 +96,18 @@ impl Topology {
             )
             .await;
         close(channel).await;
-        result.map_err(|e| {
-            ActionFailure::new(format!(
-                "target exchange '{exchange}' is not available: {e}"
-            ))
-        })?;
+        if let Err(e) = result {
+            let f = refused(
+                &format!("target exchange '{exchange}' is not available"),
+                &e,
+            );
+            if matches!(f.cause, Cause::Refused { .. }) {
+                self.missing
+                    .insert(exchange.to_string(), (Instant::now(), f.clone()));
+            }
+            return Err(f);
+        }
+        self.missing.remove(exchange);
         self.exchanges.insert(exchange.to_string(), Instant::now());
         Ok(())
     }
@@ -108,7 +141,7 @@ pub async fn declare_stage_queue(
         .queue_declare(qname, QueueDeclareOptions::durable(), args)
         .await;
     close(channel).await;
-    result.map_err(|e| ActionFailure::new(format!("cannot declare queue {name}: {e}")))?;
+    result.map_err(|e| refused(&format!("cannot declare queue {name}"), &e))?;
     Ok(())
 }
 
@@ -128,7 +161,7 @@ pub async fn queue_depth(conn: &Connection, queue: &str) -> Result<u32, ActionFa
     close(channel).await;
     result
         .map(|q| q.message_count())
-        .map_err(|e| ActionFailure::new(e.to_string()))
+        .map_err(|e| refused(&format!("queue '{queue}'"), &e))
 }
 
 /// Delete a queue (for tools and tests); its message count.
@@ -137,10 +170,9 @@ pub async fn delete_queue(conn: &Connection, queue: &str) -> Result<u32, BrokerE
         .create_channel()
         .await
         .map_err(|e| BrokerError::amqp("cannot open a channel", &e))?;
-    let name = ShortString::try_new(queue).map_err(|_| BrokerError::Amqp {
+    let name = ShortString::try_new(queue).map_err(|_| BrokerError::Invalid {
         context: "delete queue".into(),
         reason: "name longer than 255 bytes".into(),
-        fatal: true,
     })?;
     let result = channel
         .queue_delete(name, QueueDeleteOptions::default())

@@ -24,6 +24,14 @@ use crate::shutdown::{Signal, Signals};
 
 /// How often the DLQ's depth is read for the gauge and the progress bar.
 const DEPTH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// The stop promise: dlqd exits this long after the first SIGTERM/SIGINT at the latest,
+/// even when the broker blocks it (a memory or disk alarm stops every publish and
+/// close). What is unacknowledged then goes back to the DLQ: duplicates, not losses.
+const STOP_PROMISE: std::time::Duration = std::time::Duration::from_secs(9);
+/// `--connect-deadline` under `--once` when none is given: a one-shot run (a Job) ends.
+const ONCE_CONNECT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+/// `run --once` exit status when actions failed (the messages stayed on the DLQ).
+pub const EXIT_ACTIONS_FAILED: u8 = 3;
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (table, rules_path) = match &args.rules {
@@ -53,15 +61,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         prefetch: args.prefetch,
         stage_kind: args.stage_queues,
         once: args.once,
+        give_up_after: args
+            .connect_deadline
+            .or(args.once.then_some(ONCE_CONNECT_DEADLINE)),
         observer: observer.clone(),
     };
+    let once = args.once;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let (urls, metrics_addr) = (args.broker.urls.clone(), args.metrics_addr);
-    runtime.block_on(async move {
+    let summary = runtime.block_on(async move {
         let server = match metrics_addr {
             Some(addr) => Some(
                 MetricsServer::bind(addr)
@@ -75,17 +87,48 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .then(|| depth_watch::spawn(urls, config.queue.clone(), DEPTH_EVERY, observer.clone()));
         let signals = Signals::install().context("cannot install signal handlers")?;
         let (control, control_rx) = mpsc::unbounded_channel();
-        let forward = tokio::spawn(forward_signals(signals, rules_path, control));
-        let result = daemon::run(config, table, control_rx).await;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let forward = tokio::spawn(forward_signals(signals, rules_path, control, stop_tx));
+        let result = tokio::select! {
+            r = daemon::run(config, table, control_rx) => Some(r),
+            () = overdue(stop_rx) => None,
+        };
         observer.finish();
         for task in [server, watch, Some(forward)].into_iter().flatten() {
             task.abort();
         }
+        let Some(result) = result else {
+            warn!(after = ?STOP_PROMISE,
+                "stop: dlqd could not finish in time (is the broker blocking publishers?); \
+                 exiting now: the broker redelivers what is unacknowledged");
+            return anyhow::Ok(None);
+        };
         let summary = result.map_err(anyhow::Error::from)?;
-        info!(summary = %summary, "run summary");
-        anyhow::Ok(summary)
+        info!(done = summary.done.values().sum::<u64>(), failed = summary.failures(),
+            held = summary.held, summary = %summary, "run summary");
+        anyhow::Ok(Some(summary))
     })?;
-    Ok(ExitCode::SUCCESS)
+    // The runtime is not waited for: a connection the broker blocks would hold it.
+    runtime.shutdown_background();
+    match summary {
+        Some(s) if once && (s.failures() > 0 || s.held > 0) => {
+            warn!(
+                failed = s.failures(),
+                held = s.held,
+                "actions failed: the messages stay on the DLQ (exit status {EXIT_ACTIONS_FAILED})"
+            );
+            Ok(ExitCode::from(EXIT_ACTIONS_FAILED))
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Resolves [`STOP_PROMISE`] after the first stop signal (never without one).
+async fn overdue(mut stop: tokio::sync::watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        return std::future::pending().await;
+    }
+    tokio::time::sleep(STOP_PROMISE).await;
 }
 
 /// Turn signals into the daemon's controls until the daemon is gone.
@@ -93,10 +136,14 @@ async fn forward_signals(
     mut signals: Signals,
     rules_path: Option<PathBuf>,
     control: mpsc::UnboundedSender<Control>,
+    stop_seen: tokio::sync::watch::Sender<bool>,
 ) {
     loop {
         let c = match signals.recv().await {
-            Signal::Stop => Control::Stop,
+            Signal::Stop => {
+                stop_seen.send_replace(true);
+                Control::Stop
+            }
             Signal::Reload => match reload(rules_path.as_deref()) {
                 Some(table) => Control::Reload(Box::new(table)),
                 None => continue,

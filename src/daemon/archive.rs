@@ -6,8 +6,8 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::broker::ActionFailure;
 use crate::capture;
+use crate::failure::{ActionFailure, Cause};
 use crate::message::Message;
 
 /// The archive files opened so far.
@@ -27,7 +27,10 @@ impl Archives {
                     .append(true)
                     .open(path)
                     .map_err(|e| {
-                        ActionFailure::new(format!("cannot open archive {}: {e}", path.display()))
+                        ActionFailure::new(
+                            Cause::ArchiveIo,
+                            format!("cannot open archive {}: {e}", path.display()),
+                        )
                     })?;
                 self.files.entry(path.to_path_buf()).or_insert(f)
             }
@@ -37,7 +40,10 @@ impl Archives {
         file.write_all(line.as_bytes())
             .and_then(|()| file.flush())
             .map_err(|e| {
-                ActionFailure::new(format!("cannot write archive {}: {e}", path.display()))
+                ActionFailure::new(
+                    Cause::ArchiveIo,
+                    format!("cannot write archive {}: {e}", path.display()),
+                )
             })
     }
 }

@@ -35,9 +35,10 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::ack_window::{Ack, AckWindow};
-use crate::broker::{ActionFailure, BrokerError, Delivery, DlqConsumer, Session};
+use crate::broker::{ActionFailure, BrokerError, Cause, Delivery, DlqConsumer, Session};
 use crate::dead_letter::DeadLetter;
 use crate::decide::{Decider, Outcome};
+use crate::escape::Escaped;
 use crate::message::Message;
 use crate::observer::{ActionEvent, Observer};
 use crate::outgoing::{self, ForwardInfo};
@@ -83,6 +84,8 @@ pub struct Config {
     pub stage_kind: stage::StageKind,
     /// `--once`: WAIT(NO) whatever the rules say.
     pub once: bool,
+    /// Give up when no session could be had for this long (`--connect-deadline`).
+    pub give_up_after: Option<Duration>,
     /// Where actions, connection state and depth are reported (metrics, audit, progress).
     pub observer: Observer,
 }
@@ -101,6 +104,11 @@ pub enum Control {
 pub enum DaemonError {
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    /// `--connect-deadline` passed without a session.
+    #[error(
+        "gave up after {waited:?} without a broker session (--connect-deadline); last error: {last}"
+    )]
+    GaveUp { waited: Duration, last: BrokerError },
 }
 
 /// Run the handler until it stops (WAIT, --once, a stop) or hits a fatal error; what it
@@ -256,6 +264,8 @@ impl Daemon {
         let mut had_dlq = false;
         // The address to try first: after a lost session, the next node.
         let mut next_url = 0;
+        // Since when no session has been had (reset by every session that reached the DLQ).
+        let mut unavailable = Instant::now();
         loop {
             if self.stopping {
                 return Ok(());
@@ -269,7 +279,7 @@ impl Daemon {
                 Ok(s) => s,
                 Err(e) if e.is_fatal() => return Err(e.into()),
                 Err(e) => {
-                    warn!(error = %e, "broker unavailable; will retry");
+                    self.give_up_after(unavailable, e)?;
                     self.pause(backoff.next_delay()).await;
                     continue;
                 }
@@ -285,10 +295,15 @@ impl Daemon {
                      age on the DLQ starts again each time it comes back; give the left queue the same policy");
             }
             self.config.observer.connected(true);
+            let mut reached_dlq = false;
             let ended = self
-                .run_session(&mut session, &mut backoff, &mut had_dlq)
+                .run_session(&mut session, &mut backoff, &mut reached_dlq)
                 .await;
             self.config.observer.connected(false);
+            if reached_dlq {
+                had_dlq = true;
+                unavailable = Instant::now();
+            }
             match ended {
                 Ok(()) => {
                     session.close().await;
@@ -298,6 +313,7 @@ impl Daemon {
                     warn!(queue = %self.config.queue, error = %e,
                         "the DLQ is gone; waiting for it to be declared again");
                     session.close().await;
+                    self.give_up_after(unavailable, e)?;
                     self.pause(backoff.next_delay()).await;
                 }
                 Err(e) if e.is_fatal() => {
@@ -309,8 +325,29 @@ impl Daemon {
                     // The node may be the trouble: start with the next address.
                     next_url = (session.url_index() + 1) % self.config.urls.len().max(1);
                     session.close().await;
+                    self.give_up_after(unavailable, e)?;
                     self.pause(backoff.next_delay()).await;
                 }
+            }
+        }
+    }
+
+    /// Log `e` and go on trying, or give up when `--connect-deadline` has passed since
+    /// `since`.
+    fn give_up_after(&self, since: Instant, e: BrokerError) -> Result<(), DaemonError> {
+        match self.config.give_up_after {
+            Some(limit) if since.elapsed() >= limit => Err(DaemonError::GaveUp {
+                waited: since.elapsed(),
+                last: e,
+            }),
+            Some(limit) => {
+                let left = limit.saturating_sub(since.elapsed());
+                warn!(error = %e, gives_up_in = ?Duration::from_secs(left.as_secs()), "broker unavailable; will retry");
+                Ok(())
+            }
+            None => {
+                warn!(error = %e, "broker unavailable; will retry");
+                Ok(())
             }
         }
     }
@@ -380,22 +417,16 @@ impl Daemon {
         // The DLQ must exist (a consumer of a missing queue is a fatal error); then the
         // stage queues, whatever an operator deleted since.
         if let Err(f) = session.queue_depth(&self.config.queue).await {
-            return Err(BrokerError::Amqp {
-                context: format!("cannot consume queue '{}'", self.config.queue),
-                fatal: f.reason.contains("NOT_FOUND") || f.reason.contains("ACCESS_REFUSED"),
-                reason: f.reason,
-            });
+            return Err(BrokerError::from_failure(
+                format!("cannot consume queue '{}'", self.config.queue),
+                f,
+            ));
         }
         *had_dlq = true;
         for q in self.stage_queues() {
-            session
-                .declare_stage_queue(&q)
-                .await
-                .map_err(|f| BrokerError::Amqp {
-                    context: format!("cannot declare dlqd's queue {q}"),
-                    fatal: f.reason.contains("ACCESS_REFUSED"),
-                    reason: f.reason,
-                })?;
+            session.declare_stage_queue(&q).await.map_err(|f| {
+                BrokerError::from_failure(format!("cannot declare dlqd's queue {q}"), f)
+            })?;
         }
         let movers = self.movers(session);
         let tasks: Vec<_> = self
@@ -513,11 +544,10 @@ impl Daemon {
                     }
                 }
                 d = consumer.next(), if end.is_none() => match d {
-                    None => break Err(BrokerError::Amqp {
-                        context: format!("consumer of '{}'", self.config.queue),
-                        reason: "cancelled by the broker".into(),
-                        fatal: false,
-                    }),
+                    None => break Err(BrokerError::lost(
+                        format!("consumer of '{}'", self.config.queue),
+                        "cancelled by the broker",
+                    )),
                     Some(Err(e)) => break Err(e),
                     Some(Ok(d)) => {
                         last_delivery = Instant::now();
@@ -667,15 +697,26 @@ impl Daemon {
         // What was published, when it must be kept to re-send it (parked, left copies).
         let mut sent: Option<Message> = None;
         let mut sent_copy: Option<Message> = None;
-        let (kind, action, target, fut): (Kind, &'static str, String, Completion) =
-            match decision.outcome {
-                Outcome::Retry {
-                    queue: target,
-                    delay,
-                    attempt,
-                } => {
-                    delay_ms = Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
-                    let copy = outgoing::for_retry(&message, attempt);
+        let (kind, action, target, fut): (Kind, &'static str, String, Completion) = match decision
+            .outcome
+        {
+            Outcome::Retry {
+                queue: target,
+                delay,
+                attempt,
+                keep_user_id,
+            } => {
+                delay_ms = Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+                let copy = outgoing::for_retry(&message, attempt, keep_user_id);
+                let no_target = target.is_empty().then(|| {
+                    ActionFailure::new(
+                        Cause::NoTarget,
+                        "the message has no original queue (no x-death history) to retry to",
+                    )
+                });
+                if let Some(f) = no_target {
+                    (Kind::Retry { attempt }, "retry", target, ready(tag, Err(f)))
+                } else {
                     match stage::park_retry(&self.config.queue, &copy, &target, delay, now_ms()) {
                         Some(p) => {
                             let c = session.publish("", &p.queue, &p.message).await;
@@ -699,58 +740,61 @@ impl Daemon {
                         }
                     }
                 }
-                Outcome::Forward {
-                    exchange,
-                    routing_key,
+            }
+            Outcome::Forward {
+                exchange,
+                routing_key,
+                keep_headers,
+                keep_user_id,
+            } => {
+                let info = ForwardInfo {
+                    keep_user_id,
+                    rule_line: line,
+                    original_queue: &destq,
+                    reason: &reason,
                     keep_headers,
-                } => {
-                    let info = ForwardInfo {
-                        rule_line: line,
-                        original_queue: &destq,
-                        reason: &reason,
-                        keep_headers,
-                    };
-                    let copy = outgoing::for_forward(&message, &info);
-                    let target = if exchange.is_empty() {
-                        routing_key.clone()
-                    } else {
-                        format!("{exchange}/{routing_key}")
-                    };
-                    let fut = match session.ensure_exchange(&exchange).await {
-                        Ok(()) => {
-                            completion(tag, session.publish(&exchange, &routing_key, &copy).await)
-                        }
-                        Err(f) => ready(tag, Err(f)),
-                    };
-                    published_to = (exchange, routing_key);
-                    sent_copy = Some(copy);
-                    (Kind::Forward, "forward", target, fut)
-                }
-                Outcome::Discard { archive } => {
-                    let result = match &archive {
-                        Some(path) => self.archives.write(path, &message),
-                        None => Ok(()),
-                    };
-                    let target = archive.map(|p| p.display().to_string()).unwrap_or_default();
-                    (Kind::Discard, "discard", target, ready(tag, result))
-                }
-                Outcome::Leave => {
-                    let (copy, to, fut) = self.publish_left(session, &message, None).await;
-                    sent = Some(copy);
-                    let target = to.1.clone();
-                    published_to = to;
-                    (
-                        Kind::Left {
-                            attempts: 1,
-                            retries: None,
-                            redeclared: false,
-                        },
-                        "leave",
-                        target,
-                        retag(tag, fut),
-                    )
-                }
-            };
+                };
+                let copy = outgoing::for_forward(&message, &info);
+                let target = if exchange.is_empty() {
+                    routing_key.clone()
+                } else {
+                    format!("{exchange}/{routing_key}")
+                };
+                let fut = match session.ensure_exchange(&exchange).await {
+                    Ok(()) => {
+                        completion(tag, session.publish(&exchange, &routing_key, &copy).await)
+                    }
+                    Err(f) => ready(tag, Err(f)),
+                };
+                published_to = (exchange, routing_key);
+                sent_copy = Some(copy);
+                (Kind::Forward, "forward", target, fut)
+            }
+            Outcome::Discard { archive } => {
+                let result = match &archive {
+                    Some(path) => self.archives.write(path, &message),
+                    None => Ok(()),
+                };
+                let target = archive.map(|p| p.display().to_string()).unwrap_or_default();
+                (Kind::Discard, "discard", target, ready(tag, result))
+            }
+            Outcome::Leave => {
+                let (copy, to, fut) = self.publish_left(session, &message, None).await;
+                sent = Some(copy);
+                let target = to.1.clone();
+                published_to = to;
+                (
+                    Kind::Left {
+                        attempts: 1,
+                        retries: None,
+                        redeclared: false,
+                    },
+                    "leave",
+                    target,
+                    retag(tag, fut),
+                )
+            }
+        };
         pass.states.insert(
             tag,
             InFlight {
@@ -801,11 +845,10 @@ impl Daemon {
         let id = message_id(&state.message).to_string();
         if result.is_err() && !session.is_connected() {
             // Not this action's fault: the broker will redeliver it to the next session.
-            return Err(BrokerError::Amqp {
-                context: "connection lost".into(),
-                reason: result.err().map(|f| f.reason).unwrap_or_default(),
-                fatal: false,
-            });
+            return Err(BrokerError::lost(
+                "connection lost",
+                result.err().map(|f| f.reason).unwrap_or_default(),
+            ));
         }
         let f = match result {
             Ok(()) => {
@@ -819,7 +862,7 @@ impl Daemon {
             }
             Err(f) => f,
         };
-        if f.resend && !state.resent && !state.published_to.1.is_empty() {
+        if f.is_neighbours() && !state.resent && !state.published_to.1.is_empty() {
             // Another publish made the broker close the channel: this one again, once,
             // on the fresh channel, uncharged.
             debug!(message_id = %id, reason = %f.reason, "refused with a neighbour's channel; sending again");
@@ -861,13 +904,12 @@ impl Daemon {
                 })
                 .await
             }
-            Kind::Left { .. } if f.too_large => {
+            Kind::Left { .. } if f.is_too_large() => {
                 // No copy can carry dlqd's marks: leave the delivery itself on the DLQ,
                 // unacknowledged; it goes back to the queue when the channel closes.
-                warn!(message_id = %id, reason = %f.reason,
+                warn!(message_id = %Escaped(&id), reason = %f.reason,
                     "message too large to copy; left unacknowledged on the DLQ for now");
-                pass.window.hold(tag);
-                pass.held_since.get_or_insert_with(Instant::now);
+                self.hold(pass, tag);
                 Ok(())
             }
             Kind::Left {
@@ -876,17 +918,19 @@ impl Daemon {
                 redeclared,
             } => {
                 if attempts >= LEFT_ATTEMPTS {
-                    return Err(BrokerError::Amqp {
-                        context: format!("cannot leave message {id:?}"),
-                        reason: f.reason,
-                        fatal: false,
-                    });
+                    // No copy of it is accepted (a refusal of this message: the session
+                    // is fine, its neighbours go on): the delivery itself stays on the
+                    // DLQ, unacknowledged, and is taken again when the channel recycles.
+                    warn!(message_id = %Escaped(&id), cause = f.cause.label(), reason = %f.reason,
+                        "no copy of this message is accepted; it stays unacknowledged on the DLQ for now");
+                    self.hold(pass, tag);
+                    return Ok(());
                 }
                 warn!(message_id = %id, reason = %f.reason, "left copy failed; trying again");
                 self.config
                     .observer
                     .metrics()
-                    .failure(state.action, crate::observer::cause_of(&f.reason));
+                    .failure(state.action, f.cause.label());
                 let (ex, rk) = state.published_to.clone();
                 let confirm = session.publish(&ex, &rk, &state.message).await;
                 pass.states.insert(
@@ -910,17 +954,14 @@ impl Daemon {
                 };
                 warn!(message_id = %id, rule = state.line, action = state.action, target = %state.target,
                     reason = %f.reason, "action failed; the message is left");
-                self.config
-                    .observer
-                    .failed(&self.event(&state, &id), &f.reason);
-                self.summary.failed(state.action);
-                if f.too_large {
+                self.config.observer.failed(&self.event(&state, &id), &f);
+                self.summary.failed(state.action, f.cause.label());
+                if f.is_too_large() {
                     // A left copy would be refused the same way (and close the channel
                     // under its neighbours again): the delivery itself stays, held.
-                    warn!(message_id = %id, reason = %f.reason,
+                    warn!(message_id = %Escaped(&id), reason = %f.reason,
                         "message too large to copy; left unacknowledged on the DLQ for now");
-                    pass.window.hold(tag);
-                    pass.held_since.get_or_insert_with(Instant::now);
+                    self.hold(pass, tag);
                     return Ok(());
                 }
                 // The original (a parked copy carries stage marks: they are replaced).
@@ -951,6 +992,13 @@ impl Daemon {
                 Ok(())
             }
         }
+    }
+
+    /// Keep delivery `tag` unacknowledged on the DLQ (no copy of it can be published).
+    fn hold(&mut self, pass: &mut Pass, tag: u64) {
+        pass.window.hold(tag);
+        pass.held_since.get_or_insert_with(Instant::now);
+        self.summary.held += 1;
     }
 
     #[allow(clippy::too_many_arguments)]

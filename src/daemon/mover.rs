@@ -365,7 +365,7 @@ impl Movers {
                             .and_then(crate::message::Value::as_u64)
                             .and_then(|n| u32::try_from(n).ok()),
                     },
-                    &f.reason,
+                    &f,
                 );
                 if self.once {
                     (self.dlq.clone(), state.message, Hop::Dlq)

@@ -1,5 +1,6 @@
-//! What one `dlqd run` did, counted for the end-of-run summary: actions done and failed
-//! by action, messages left, delayed retries moved, and what still waits.
+//! What one `dlqd run` did, counted for the end-of-run summary: actions done by action,
+//! failed by action and cause, deliveries held on the DLQ, delayed retries moved, and
+//! what still waits.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,7 +9,11 @@ use std::fmt;
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Summary {
     pub done: BTreeMap<&'static str, u64>,
-    pub failed: BTreeMap<&'static str, u64>,
+    /// By action and cause (`Cause::label`).
+    pub failed: BTreeMap<(&'static str, &'static str), u64>,
+    /// Deliveries that no copy could be made of (too large, or every left copy refused):
+    /// they stay unacknowledged on the DLQ.
+    pub held: u64,
     /// Delayed retries delivered to their target by the movers.
     pub delivered: u64,
     /// Delayed retries their target refused at the end of the delay.
@@ -22,8 +27,8 @@ impl Summary {
         *self.done.entry(action).or_default() += 1;
     }
 
-    pub fn failed(&mut self, action: &'static str) {
-        *self.failed.entry(action).or_default() += 1;
+    pub fn failed(&mut self, action: &'static str, cause: &'static str) {
+        *self.failed.entry((action, cause)).or_default() += 1;
     }
 
     /// Actions that failed (a refused delayed retry included).
@@ -45,12 +50,32 @@ fn counts(f: &mut fmt::Formatter<'_>, m: &BTreeMap<&'static str, u64>) -> fmt::R
     Ok(())
 }
 
+/// `retry (returned)`.
+struct ByCause(&'static str, &'static str);
+
+impl fmt::Display for ByCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.0, self.1)
+    }
+}
+
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "done: ")?;
         counts(f, &self.done)?;
         write!(f, "; failed: ")?;
-        counts(f, &self.failed)?;
+        if self.failed.is_empty() {
+            write!(f, "none")?;
+        }
+        for (i, ((action, cause), n)) in self.failed.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{} {n}", ByCause(action, cause))?;
+        }
+        if self.held > 0 {
+            write!(f, "; held on the DLQ {}", self.held)?;
+        }
         write!(
             f,
             "; delayed retries delivered {}, refused by their target {}",
@@ -73,12 +98,12 @@ mod tests {
         s.done("forward");
         s.done("forward");
         s.done("leave");
-        s.failed("retry");
+        s.failed("retry", "returned");
         s.refused = 1;
         s.waiting = Some(3);
         assert_eq!(
             s.to_string(),
-            "done: forward 2, leave 1; failed: retry 1; delayed retries delivered 0, \
+            "done: forward 2, leave 1; failed: retry (returned) 1; delayed retries delivered 0, \
              refused by their target 1; 3 wait in dlqd's delay queues for a later run"
         );
         assert_eq!(s.failures(), 2);
