@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::backoff;
 use crate::dead_letter::DeadLetter;
+use crate::escape::Escaped;
 use crate::rules::{Action, ForwardTarget, Rule, Table, Template, TemplatePart, Var};
 
 use index::Index;
@@ -32,16 +33,23 @@ pub struct Decision {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Put it back on `queue` after `delay`; this is attempt number `attempt` (1-based).
+    /// `queue` is empty when the message does not say where it died: see
+    /// [`Outcome::unroutable`].
     Retry {
         queue: String,
         delay: Duration,
         attempt: u32,
+        /// `PUTAUT(CTX)`: the copy keeps the message's `user_id`; `false` (`PUTAUT(DEF)`,
+        /// the default): a `user_id` naming another user than dlqd's is removed.
+        keep_user_id: bool,
     },
     /// Publish to `exchange` with `routing_key` ("" exchange = straight to a queue).
     Forward {
         exchange: String,
         routing_key: String,
         keep_headers: bool,
+        /// As for a retry: `PUTAUT(CTX)` keeps the original `user_id`.
+        keep_user_id: bool,
     },
     Discard {
         archive: Option<PathBuf>,
@@ -57,6 +65,24 @@ impl Outcome {
             Outcome::Forward { .. } => "forward",
             Outcome::Discard { .. } => "discard",
             Outcome::Leave => "leave",
+        }
+    }
+
+    /// Why this retry or forward cannot be carried out, when it has no target: a retry
+    /// goes back to the queue the message died in, and a message without a death
+    /// history (no `x-death`, no `x-first-death-queue`) names none; a queue forward
+    /// whose name came out empty (`FWDQ(&REPLYTO)` without a reply-to) names none
+    /// either. The handler fails such an action and leaves the message on the DLQ;
+    /// dry-run says so. `None` for everything that can be attempted.
+    pub fn unroutable(&self) -> Option<&'static str> {
+        match self {
+            Outcome::Retry { queue, .. } if queue.is_empty() => Some("no original queue"),
+            Outcome::Forward {
+                exchange,
+                routing_key,
+                ..
+            } if exchange.is_empty() && routing_key.is_empty() => Some("empty target"),
+            _ => None,
         }
     }
 
@@ -175,6 +201,7 @@ fn outcome(action: &Action, dl: &DeadLetter) -> Outcome {
                 queue: dl.destq.clone(),
                 delay: backoff::delay(&r.delay, attempt),
                 attempt,
+                keep_user_id: r.put_authority.keeps_user_id(),
             }
         }
         Action::Forward(f) => {
@@ -195,6 +222,7 @@ fn outcome(action: &Action, dl: &DeadLetter) -> Outcome {
                 exchange,
                 routing_key,
                 keep_headers: f.keep_headers,
+                keep_user_id: f.put_authority.keeps_user_id(),
             }
         }
         Action::Discard { archive } => Outcome::Discard {
@@ -223,7 +251,8 @@ pub fn resolve(template: &Template, dl: &DeadLetter) -> String {
 }
 
 /// "REASON 'maxlen' matches 'maxlen', DESTQ 'orders.eu' matches 'orders.*'", or
-/// "catch-all rule".
+/// "catch-all rule". The message's values are escaped (`crate::escape`): the text goes
+/// into report lines.
 fn matched_on(rule: &Rule, dl: &DeadLetter) -> String {
     use matching::Field;
     let p = &rule.patterns;
@@ -233,7 +262,7 @@ fn matched_on(rule: &Rule, dl: &DeadLetter) -> String {
             parts.push(format!(
                 "{} '{}' matches '{}'",
                 field.keyword(),
-                field.value(dl),
+                Escaped(field.value(dl)),
                 pat.source()
             ));
         }
@@ -244,18 +273,34 @@ fn matched_on(rule: &Rule, dl: &DeadLetter) -> String {
             .find(|k| pat.matches(k))
             .cloned()
             .unwrap_or_default();
-        parts.push(format!("RKEY '{key}' matches '{}'", pat.source()));
+        parts.push(format!(
+            "RKEY '{}' matches '{}'",
+            Escaped(&key),
+            pat.source()
+        ));
     }
     if let Some(yes) = p.persist {
         parts.push(format!("PERSIST({})", if yes { "YES" } else { "NO" }));
     }
     for (name, pat) in &p.headers {
-        let v = dl
-            .message
-            .header(name)
-            .and_then(|v| v.as_text())
-            .unwrap_or_default();
-        parts.push(format!("HDR({name}) '{v}' matches '{}'", pat.source()));
+        let value = dl.message.header(name);
+        match value.and_then(|v| v.as_text()) {
+            Some(v) => parts.push(format!(
+                "HDR({name}) '{}' matches '{}'",
+                Escaped(&v),
+                pat.source()
+            )),
+            None => {
+                let kind = match value {
+                    Some(crate::message::Value::Table(_)) => "a table",
+                    _ => "an array",
+                };
+                parts.push(format!(
+                    "HDR({name}) present ({kind}) matches '{}'",
+                    pat.source()
+                ));
+            }
+        }
     }
     if let Some(b) = p.size {
         let (op, n) = match b {

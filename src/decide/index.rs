@@ -130,6 +130,9 @@ pub struct Index {
     persist_active: bool,
     /// Rules with HDR/SIZE checks or a retry limit: checked one by one when candidates.
     residual: Vec<u64>,
+    /// Rules that can match at all (not those with an MQ-only pattern keyword such as
+    /// `DESTQM(QM1)`, which never match).
+    live: Vec<u64>,
     scratch: ScratchPool,
 }
 
@@ -171,9 +174,13 @@ impl Index {
 
         let mut persist_ok = [vec![0u64; words], vec![0u64; words]];
         let mut residual = vec![0u64; words];
+        let mut live: Vec<u64> = (0..words).map(|w| full_word(w, nrules)).collect();
         let mut persist_active = false;
         for (i, rule) in table.rules.iter().enumerate() {
             let p = &rule.patterns;
+            if p.never.is_some() {
+                live[i / 64] &= !(1 << (i % 64));
+            }
             match p.persist {
                 None => {
                     set(&mut persist_ok[0], i);
@@ -213,6 +220,7 @@ impl Index {
             persist_ok,
             persist_active,
             residual,
+            live,
             scratch: Pool::new(make),
         }
     }
@@ -249,7 +257,7 @@ impl Index {
         let persist = &self.persist_ok[usize::from(dl.persistent)];
         let mut found = None;
         'words: for w in 0..self.words {
-            let mut acc = full_word(w, self.nrules);
+            let mut acc = self.live[w];
             if self.persist_active {
                 acc &= persist[w];
             }

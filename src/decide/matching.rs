@@ -4,7 +4,8 @@
 use std::fmt;
 
 use crate::dead_letter::DeadLetter;
-use crate::rules::{Pattern, Patterns, Rule, SizeBound};
+use crate::escape::Escaped;
+use crate::rules::{NeverMatches, Pattern, Patterns, Rule, SizeBound};
 
 /// A single-valued text field a pattern keyword matches on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +71,7 @@ impl Field {
             Field::DestEx => &dl.destex,
             Field::Reason => &dl.reason,
             Field::AppId => p.app_id.as_deref().unwrap_or(""),
-            Field::UserId => p.user_id.as_deref().unwrap_or(""),
+            Field::UserId => dl.user_id,
             Field::Type => p.message_type.as_deref().unwrap_or(""),
             Field::ContentType => p.content_type.as_deref().unwrap_or(""),
             Field::MsgId => p.message_id.as_deref().unwrap_or(""),
@@ -89,9 +90,12 @@ pub fn rkeys<'a>(dl: &'a DeadLetter) -> &'a [String] {
     }
 }
 
-/// Why a rule does not apply to a message.
+/// Why a rule does not apply to a message. Its `Display` (the `--explain` text) escapes
+/// the message's values (`crate::escape`), so it stays one safe line.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mismatch<'a> {
+    /// An MQ-only pattern keyword (`DESTQM(QM1)`): the rule never matches.
+    Never(&'a NeverMatches),
     Field {
         field: Field,
         value: &'a str,
@@ -125,6 +129,9 @@ pub enum Mismatch<'a> {
 /// Whether the rule's patterns match (ignoring the retry limit).
 pub fn patterns_match<'a>(rule: &'a Rule, dl: &'a DeadLetter) -> Result<(), Mismatch<'a>> {
     let p = &rule.patterns;
+    if let Some(never) = &p.never {
+        return Err(Mismatch::Never(never));
+    }
     for field in Field::ALL {
         if let Some(pattern) = field.pattern(p) {
             let value = field.value(dl);
@@ -157,6 +164,8 @@ pub fn residual_match<'a>(rule: &'a Rule, dl: &'a DeadLetter) -> Result<(), Mism
     for (name, pattern) in &p.headers {
         match dl.message.header(name) {
             None => return Err(Mismatch::HeaderAbsent { name }),
+            // `HDR(name=*)`: present, whatever its type (an array such as x-death too).
+            Some(_) if pattern.matches_everything() => {}
             Some(v) => {
                 let text = v.as_text();
                 let ok = text.as_deref().is_some_and(|t| pattern.matches(t));
@@ -204,6 +213,7 @@ pub fn applies<'a>(rule: &'a Rule, dl: &'a DeadLetter) -> Result<(), Mismatch<'a
 impl fmt::Display for Mismatch<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Mismatch::Never(never) => write!(f, "{never}"),
             Mismatch::Field {
                 field,
                 value,
@@ -212,11 +222,11 @@ impl fmt::Display for Mismatch<'_> {
                 f,
                 "{} '{}' does not match '{}'",
                 field.keyword(),
-                value,
+                Escaped(value),
                 pattern.source()
             ),
             Mismatch::RKey { keys, pattern } => {
-                let keys: Vec<String> = keys.iter().map(|k| format!("'{k}'")).collect();
+                let keys: Vec<String> = keys.iter().map(|k| format!("'{}'", Escaped(k))).collect();
                 write!(
                     f,
                     "RKEY: no routing key of [{}] matches '{}'",
@@ -235,7 +245,12 @@ impl fmt::Display for Mismatch<'_> {
                 name,
                 value: Some(v),
                 pattern,
-            } => write!(f, "HDR({name}) '{v}' does not match '{}'", pattern.source()),
+            } => write!(
+                f,
+                "HDR({name}) '{}' does not match '{}'",
+                Escaped(v),
+                pattern.source()
+            ),
             Mismatch::Header {
                 name,
                 value: None,

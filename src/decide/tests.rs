@@ -66,6 +66,7 @@ pub(crate) fn spec_table() -> Table {
                         backoff: 2.0,
                         max: Duration::from_secs(10),
                     },
+                    put_authority: Default::default(),
                 }),
             ),
             rule(
@@ -78,6 +79,7 @@ pub(crate) fn spec_table() -> Table {
                 Action::Forward(Forward {
                     target: ForwardTarget::Queue(tpl(&["&DESTQ", ".parked"])),
                     keep_headers: true,
+                    put_authority: Default::default(),
                 }),
             ),
             rule(
@@ -94,6 +96,7 @@ pub(crate) fn spec_table() -> Table {
                         backoff: 1.0,
                         max: Duration::from_secs(240),
                     },
+                    put_authority: Default::default(),
                 }),
             ),
             rule(
@@ -124,6 +127,7 @@ pub(crate) fn spec_table() -> Table {
                         routing_key: Some(tpl(&["&DESTQ"])),
                     },
                     keep_headers: true,
+                    put_authority: Default::default(),
                 }),
             ),
             rule(13, Patterns::default(), Action::Leave),
@@ -177,6 +181,7 @@ fn retry(queue: &str, delay: u64, attempt: u32) -> Outcome {
         queue: queue.into(),
         delay: Duration::from_secs(delay),
         attempt,
+        keep_user_id: false,
     }
 }
 
@@ -198,7 +203,8 @@ fn maxlen_retries_five_times_with_backoff_then_parks() {
         Outcome::Forward {
             exchange: String::new(),
             routing_key: "orders.eu.parked".into(),
-            keep_headers: true
+            keep_headers: true,
+            keep_user_id: false
         }
     );
     assert_eq!(dec.outcome.target().as_deref(), Some("orders.eu.parked"));
@@ -265,7 +271,8 @@ fn billing_forwards_to_exchange_with_substituted_key() {
         Outcome::Forward {
             exchange: "billing.errors".into(),
             routing_key: "billing.eu".into(),
-            keep_headers: true
+            keep_headers: true,
+            keep_user_id: false
         }
     );
     assert_eq!(
@@ -315,6 +322,7 @@ fn unlimited_retry_never_gives_up() {
                     backoff: 2.0,
                     max: Duration::from_secs(60),
                 },
+                put_authority: Default::default(),
             }),
         }],
         ..Default::default()
@@ -351,6 +359,7 @@ fn substitutions_and_default_routing_key() {
         action: Action::Forward(Forward {
             target,
             keep_headers: false,
+            put_authority: Default::default(),
         }),
     };
     let m = dead("orders", "rejected", true, None);
@@ -371,7 +380,8 @@ fn substitutions_and_default_routing_key() {
         Outcome::Forward {
             exchange: "err.shop".into(),
             routing_key: "orders.key".into(),
-            keep_headers: false
+            keep_headers: false,
+            keep_user_id: false
         }
     );
     assert_eq!(
@@ -381,7 +391,8 @@ fn substitutions_and_default_routing_key() {
         Outcome::Forward {
             exchange: String::new(),
             routing_key: "rejected/orders.key/replies/orders".into(),
-            keep_headers: false
+            keep_headers: false,
+            keep_user_id: false
         }
     );
     // No x-death routing keys: FWDEX without FWDRKEY uses "".
@@ -483,6 +494,134 @@ fn unicode_word_boundary_regex_falls_back_correctly() {
     assert_eq!(both(&d, &dead("lecafé", "x", true, None)).line, None);
 }
 
+/// `DESTQM(QM1)`, as lowering records it.
+fn never_destqm() -> crate::rules::NeverMatches {
+    crate::rules::NeverMatches {
+        keyword: "DESTQM",
+        value: "QM1".into(),
+        missing: "AMQP messages carry no queue manager name",
+    }
+}
+
+/// Regression (IBM's sample table widened to a catch-all): a rule with an MQ-only
+/// pattern keyword other than `*` never matches, through the index and the walk, and
+/// --explain says why.
+#[test]
+fn an_mq_only_pattern_keyword_makes_its_rule_never_match() {
+    let t = Table {
+        rules: vec![
+            Rule {
+                line: 1,
+                patterns: Patterns {
+                    never: Some(never_destqm()),
+                    ..Default::default()
+                },
+                action: Action::Forward(Forward {
+                    target: ForwardTarget::Queue(tpl(&["&DESTQ"])),
+                    keep_headers: false,
+                    put_authority: Default::default(),
+                }),
+            },
+            Rule {
+                line: 2,
+                patterns: Patterns {
+                    never: Some(never_destqm()),
+                    destq: g("orders"),
+                    ..Default::default()
+                },
+                action: Action::Leave,
+            },
+            Rule {
+                line: 3,
+                patterns: Patterns::default(),
+                action: Action::Discard { archive: None },
+            },
+        ],
+        ..Default::default()
+    };
+    let d = Decider::new(t);
+    let m = dead("orders", "rejected", true, None);
+    assert_eq!(both(&d, &m).line, Some(3));
+    let dl = DeadLetter::new(&m);
+    assert_eq!(
+        d.explain(&dl)[0].1,
+        "DESTQM(QM1): AMQP messages carry no queue manager name, so this rule never matches"
+    );
+}
+
+/// Regression: `HDR(x-death=*)` never matched, because an array has no text. A bare
+/// `*` means "present", whatever the header's type; other patterns still need text.
+#[test]
+fn hdr_star_matches_a_present_header_of_any_type() {
+    let rule = |line, name: &str, pattern: &str| Rule {
+        line,
+        patterns: Patterns {
+            headers: vec![(name.to_string(), Pattern::generic(pattern))],
+            ..Default::default()
+        },
+        action: Action::Leave,
+    };
+    let d = Decider::new(Table {
+        rules: vec![rule(1, "x-death", "?*"), rule(2, "x-death", "*")],
+        ..Default::default()
+    });
+    let m = dead("orders", "rejected", true, None);
+    assert_eq!(both(&d, &m).line, Some(2));
+    let dl = DeadLetter::new(&m);
+    assert!(d.explain(&dl)[0].1.contains("array or table"));
+    assert_eq!(
+        d.why(&dl, &d.decide(&dl)),
+        "HDR(x-death) present (an array) matches '*'"
+    );
+    let mut t = dead("orders", "rejected", true, None);
+    if let Some(h) = t.properties.headers.as_mut() {
+        h.insert("x-death".into(), Value::Table(FieldTable::new()));
+    }
+    assert_eq!(both(&d, &t).line, Some(2));
+    // Absent still never matches.
+    let bare = Message::default();
+    assert_eq!(both(&d, &bare).line, None);
+}
+
+/// Regression: a retry of a message without a death history has no queue to go back
+/// to; the outcome says so, for dry-run and the handler.
+#[test]
+fn a_retry_without_an_original_queue_is_unroutable() {
+    let d = Decider::new(Table {
+        rules: vec![Rule {
+            line: 1,
+            patterns: Patterns::default(),
+            action: Action::Retry(Retry {
+                limit: Some(3),
+                delay: DelaySchedule::default(),
+                put_authority: crate::rules::PutAuthority::Ctx,
+            }),
+        }],
+        ..Default::default()
+    });
+    let bare = Message::default();
+    let o = both(&d, &bare).outcome;
+    assert_eq!(o.unroutable(), Some("no original queue"));
+    assert!(matches!(
+        o,
+        Outcome::Retry {
+            keep_user_id: true,
+            ..
+        }
+    ));
+    let o = both(&d, &dead("orders", "rejected", true, None)).outcome;
+    assert_eq!(o.unroutable(), None);
+    let fwd = |target| Outcome::Forward {
+        exchange: String::new(),
+        routing_key: target,
+        keep_headers: true,
+        keep_user_id: false,
+    };
+    assert_eq!(fwd(String::new()).unroutable(), Some("empty target"));
+    assert_eq!(fwd("q".into()).unroutable(), None);
+    assert_eq!(Outcome::Leave.unroutable(), None);
+}
+
 // --- The index equals the linear walk on random tables and messages. ---
 
 const NAMES: &[&str] = &["orders", "orders.eu", "billing.us", "", "é.x", "a.b.c"];
@@ -510,9 +649,10 @@ fn arb_rule() -> impl Strategy<Value = Rule> {
         prop::option::weighted(0.1, arb_pattern()),
         prop::option::weighted(0.1, (any::<bool>(), 0u64..8)),
         prop::option::weighted(0.4, prop::option::of(0u32..4)),
+        prop::option::weighted(0.1, Just(never_destqm())),
     )
         .prop_map(
-            |((destq, destex, rkey, reason, persist, appid), hdr, size, retry)| Rule {
+            |((destq, destex, rkey, reason, persist, appid), hdr, size, retry, never)| Rule {
                 line: 0,
                 patterns: Patterns {
                     destq,
@@ -529,12 +669,14 @@ fn arb_rule() -> impl Strategy<Value = Rule> {
                             SizeBound::Less(n)
                         }
                     }),
+                    never,
                     ..Default::default()
                 },
                 action: match retry {
                     Some(limit) => Action::Retry(Retry {
                         limit,
                         delay: DelaySchedule::default(),
+                        put_authority: Default::default(),
                     }),
                     None => Action::Leave,
                 },
@@ -552,26 +694,36 @@ fn arb_message() -> impl Strategy<Value = Message> {
         prop::option::of(prop::sample::select(NAMES)),
         prop::collection::vec(prop::sample::select(NAMES), 0..3),
         0usize..8,
+        0u8..4,
     )
-        .prop_map(|(q, reason, app, persistent, retries, hdr, keys, size)| {
-            let mut m = dead(q, reason, persistent, Some(retries));
-            m.properties.app_id = Some(app.to_string());
-            m.body = vec![b'x'; size];
-            if let Some(h) = m.properties.headers.as_mut() {
-                if let Some(v) = hdr {
-                    h.insert("h".into(), Value::string(v));
+        .prop_map(
+            |(q, reason, app, persistent, retries, hdr, keys, size, shape)| {
+                let mut m = dead(q, reason, persistent, Some(retries));
+                m.properties.app_id = Some(app.to_string());
+                m.body = vec![b'x'; size];
+                if let Some(h) = m.properties.headers.as_mut() {
+                    if let Some(v) = hdr {
+                        // Mostly text; sometimes an array, a table or a number.
+                        let value = match shape {
+                            0 => Value::Array(vec![Value::string(v)]),
+                            1 => Value::Table(FieldTable::new()),
+                            2 => Value::I32(7),
+                            _ => Value::string(v),
+                        };
+                        h.insert("h".into(), value);
+                    }
+                    if let Some(Value::Array(d)) = h.get_mut("x-death")
+                        && let Some(Value::Table(e)) = d.first_mut()
+                    {
+                        e.insert(
+                            "routing-keys".into(),
+                            Value::Array(keys.iter().map(|k| Value::string(*k)).collect()),
+                        );
+                    }
                 }
-                if let Some(Value::Array(d)) = h.get_mut("x-death")
-                    && let Some(Value::Table(e)) = d.first_mut()
-                {
-                    e.insert(
-                        "routing-keys".into(),
-                        Value::Array(keys.iter().map(|k| Value::string(*k)).collect()),
-                    );
-                }
-            }
-            m
-        })
+                m
+            },
+        )
 }
 
 proptest! {

@@ -9,7 +9,9 @@ use serde::Serialize;
 use super::Summary;
 use crate::dead_letter::DeadLetter;
 use crate::decide::{Decider, Decision, Outcome};
-use crate::rules::{Action, ForwardTarget, Rule, SizeBound, Template, TemplatePart, Var};
+use crate::rules::{
+    Action, ForwardTarget, PutAuthority, Rule, SizeBound, Template, TemplatePart, Var,
+};
 
 /// One message's decision, as the report prints it.
 pub struct Entry<'a> {
@@ -200,6 +202,9 @@ pub fn rule_text(rule: &Rule) -> String {
         Some(SizeBound::Less(n)) => parts.push(format!("SIZE(<{n})")),
         None => {}
     }
+    if let Some(n) = &p.never {
+        parts.push(kw(n.keyword, &n.value));
+    }
     match &rule.action {
         Action::Retry(r) => {
             parts.push("ACTION(RETRY)".into());
@@ -219,6 +224,9 @@ pub fn rule_text(rule: &Rule) -> String {
             if r.delay.backoff != 1.0 {
                 parts.push(format!("BACKOFF({})", r.delay.backoff));
             }
+            if r.put_authority == PutAuthority::Ctx {
+                parts.push("PUTAUT(CTX)".into());
+            }
         }
         Action::Forward(f) => {
             parts.push("ACTION(FWD)".into());
@@ -236,6 +244,9 @@ pub fn rule_text(rule: &Rule) -> String {
             }
             if !f.keep_headers {
                 parts.push("HEADER(NO)".into());
+            }
+            if f.put_authority == PutAuthority::Ctx {
+                parts.push("PUTAUT(CTX)".into());
             }
         }
         Action::Discard { archive } => {

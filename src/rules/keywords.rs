@@ -33,7 +33,11 @@ pub enum Kw {
     FwdRKey,
     Header,
     Archive,
-    /// A runmqdlq keyword with no AMQP meaning: accepted, ignored, warned about.
+    /// `PUTAUT(DEF|CTX)`: runmqdlq's put authority, for RETRY and FWD.
+    PutAut,
+    /// A runmqdlq keyword with no AMQP meaning, warned about. Control and action ones
+    /// (`INPUTQM`, `FWDQM`) are ignored; a pattern one (`DESTQM`, see
+    /// [`mq_pattern_missing`]) makes its rule never match unless its value is `*`.
     MqOnly(&'static str),
 }
 
@@ -79,12 +83,12 @@ pub const KEYWORDS: &[(&str, Kw)] = &[
     ("FWDRKEY", Kw::FwdRKey),
     ("HEADER", Kw::Header),
     ("ARCHIVE", Kw::Archive),
+    ("PUTAUT", Kw::PutAut),
     // runmqdlq keywords that name MQ concepts AMQP does not have.
     ("INPUTQM", Kw::MqOnly("INPUTQM")),
     ("DESTQM", Kw::MqOnly("DESTQM")),
     ("REPLYQM", Kw::MqOnly("REPLYQM")),
     ("FWDQM", Kw::MqOnly("FWDQM")),
-    ("PUTAUT", Kw::MqOnly("PUTAUT")),
     ("APPLTYPE", Kw::MqOnly("APPLTYPE")),
     ("APPLIDAT", Kw::MqOnly("APPLIDAT")),
     ("FEEDBACK", Kw::MqOnly("FEEDBACK")),
@@ -96,12 +100,24 @@ pub fn mq_only_reason(name: &str) -> &'static str {
         "INPUTQM" => "dlqd connects to one broker given by --url",
         "DESTQM" | "REPLYQM" => "AMQP has no queue managers; messages carry no queue manager name",
         "FWDQM" => "forwards go to the broker dlqd is connected to",
-        "PUTAUT" => "messages are published with dlqd's own credentials",
         "APPLTYPE" => "AMQP messages carry no putting-application type",
         "APPLIDAT" => "AMQP messages carry no application identity data",
         "FEEDBACK" => "AMQP messages have no feedback code; use REASON",
         _ => "it is an IBM MQ concept",
     }
+}
+
+/// For an MQ-only *pattern* keyword, what AMQP messages lack (the rule can never match
+/// a value other than `*`); `None` for the control and action ones (`INPUTQM`, `FWDQM`).
+pub fn mq_pattern_missing(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "DESTQM" => "AMQP messages carry no queue manager name",
+        "REPLYQM" => "AMQP messages carry no reply-to queue manager name",
+        "APPLTYPE" => "AMQP messages carry no putting-application type",
+        "APPLIDAT" => "AMQP messages carry no application identity data",
+        "FEEDBACK" => "AMQP messages carry no feedback code",
+        _ => return None,
+    })
 }
 
 /// The meaning of a keyword as written (any case), or `None` when unknown.
@@ -149,7 +165,8 @@ impl Kw {
             | Kw::FwdEx
             | Kw::FwdRKey
             | Kw::Header
-            | Kw::Archive => Class::Action,
+            | Kw::Archive
+            | Kw::PutAut => Class::Action,
             Kw::MqOnly(_) => Class::MqOnly,
         }
     }

@@ -19,8 +19,14 @@ pub fn lint(table: &Table, spans: &[RuleSpans], input_queue: Option<Span>) -> Ve
     let mut index = ShadowIndex::default();
     for (j, rule) in table.rules.iter().enumerate() {
         let s = span_of(j);
+        // A rule that never matches (DESTQM(QM1)) was warned about already, and hides
+        // nothing: it is neither checked nor indexed.
+        let never = rule.patterns.never.is_some();
         // Shadowed by an earlier rule that never gives up.
-        if let Some(earlier) = index.first_subsuming(&table.rules, &rule.patterns) {
+        if let Some(earlier) = index
+            .first_subsuming(&table.rules, &rule.patterns)
+            .filter(|_| !never)
+        {
             out.push(
                 Diagnostic::warning(
                     s.start,
@@ -32,7 +38,7 @@ pub fn lint(table: &Table, spans: &[RuleSpans], input_queue: Option<Span>) -> Ve
                 .with_help("move this rule above that one, or remove it"),
             );
         }
-        if !gives_up(rule) {
+        if !gives_up(rule) && !never {
             index.add(j, &rule.patterns);
         }
         match &rule.action {
@@ -307,9 +313,11 @@ fn gives_up(rule: &Rule) -> bool {
     matches!(&rule.action, Action::Retry(r) if r.limit.is_some())
 }
 
-/// True when every message matching `b` also matches `a`.
+/// True when every message matching `b` also matches `a`. A rule that never matches
+/// (an MQ-only pattern keyword) subsumes nothing.
 pub fn subsumes(a: &Patterns, b: &Patterns) -> bool {
-    field(&a.destq, &b.destq)
+    a.never.is_none()
+        && field(&a.destq, &b.destq)
         && field(&a.destex, &b.destex)
         && field(&a.rkey, &b.rkey)
         && field(&a.reason, &b.reason)
@@ -422,6 +430,41 @@ mod tests {
         assert!(!pattern_subsumes(&g("a*"), &re));
     }
 
+    /// The warnings of a source, as `line:col message`.
+    fn warnings(source: &str) -> Vec<String> {
+        let c = crate::rules::check_source("t", source);
+        assert!(c.table.is_some(), "{:?}", c.diagnostics);
+        c.diagnostics
+            .iter()
+            .map(|d| format!("{}:{} {}", d.line, d.column, d.message))
+            .collect()
+    }
+
+    /// Regression: IBM's sample table ignored DESTQM and became a catch-all. A rule
+    /// that never matches hides no later rule and is no catch-all.
+    #[test]
+    fn a_rule_that_never_matches_shadows_nothing() {
+        assert_eq!(
+            warnings("DESTQM(QM1) ACTION(FWD) FWDQ(&DESTQ) HEADER(NO)\nDESTQ(a) ACTION(IGNORE)"),
+            [
+                "1:1 DESTQM(QM1): AMQP messages carry no queue manager name, so this rule never matches",
+                "2:1 no catch-all rule at the end: messages no rule applies to are left on the DLQ and examined again every RETRYINT",
+            ]
+        );
+        // DESTQM(*) is ignored: the rule is a catch-all and hides the next one.
+        let w = warnings("DESTQM(*) ACTION(IGNORE)\nDESTQ(a) ACTION(IGNORE)");
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].starts_with("1:1 DESTQM is an IBM MQ keyword"), "{w:?}");
+        assert!(w[1].starts_with("2:1 this rule never applies"), "{w:?}");
+        // A rule that never matches is not reported as shadowed either.
+        assert_eq!(
+            warnings("ACTION(IGNORE)\nREPLYQM(QM2) ACTION(IGNORE)"),
+            [
+                "2:1 REPLYQM(QM2): AMQP messages carry no reply-to queue manager name, so this rule never matches"
+            ]
+        );
+    }
+
     use proptest::prelude::*;
 
     fn rules_from(specs: &[(u8, u8, u8, bool)]) -> Vec<Rule> {
@@ -451,6 +494,7 @@ mod tests {
                 action: Action::Retry(Retry {
                     limit: limited.then_some(3),
                     delay: DelaySchedule::default(),
+                    put_authority: Default::default(),
                 }),
             })
             .collect()

@@ -128,6 +128,16 @@ fn lower_control(entry: &Entry, first: bool, out: &mut Lowered, sink: &mut Sink)
         }
         let Some(value) = &item.value else { continue };
         match kw {
+            Kw::InputQ if value.text.trim().is_empty() => {
+                // runmqdlq: INPUTQ(' ') is the queue manager's default DLQ.
+                sink.push(
+                    Diagnostic::warning(
+                        value.span,
+                        "INPUTQ(' ') means the queue manager's default dead-letter queue in runmqdlq; RabbitMQ has none",
+                    )
+                    .with_help("name the DLQ: INPUTQ(name) or --queue"),
+                );
+            }
             Kw::InputQ => {
                 control.input_queue = Some(value.text.clone());
                 out.input_queue = Some(value.span);
@@ -186,6 +196,7 @@ struct ActionParts {
     fwdrkey: Option<(Template, Span)>,
     header: Option<bool>,
     archive: Option<PathBuf>,
+    put_authority: Option<PutAuthority>,
     /// Every action keyword given, with where, to check they belong to the action.
     given: Vec<(Kw, Span)>,
 }
@@ -218,13 +229,14 @@ const ACTION_NAMES: &[(&str, ActionName)] = &[
     ("LEAVE", ActionName::Ignore),
 ];
 
-/// Which action an action keyword belongs to.
-fn owner(kw: Kw) -> Option<ActionName> {
+/// Which actions an action keyword belongs to (empty for other keywords).
+fn owners(kw: Kw) -> &'static [ActionName] {
     match kw {
-        Kw::Retry | Kw::Delay | Kw::Backoff | Kw::MaxDelay => Some(ActionName::Retry),
-        Kw::FwdQ | Kw::FwdEx | Kw::FwdRKey | Kw::Header => Some(ActionName::Fwd),
-        Kw::Archive => Some(ActionName::Discard),
-        _ => None,
+        Kw::Retry | Kw::Delay | Kw::Backoff | Kw::MaxDelay => &[ActionName::Retry],
+        Kw::FwdQ | Kw::FwdEx | Kw::FwdRKey | Kw::Header => &[ActionName::Fwd],
+        Kw::PutAut => &[ActionName::Fwd, ActionName::Retry],
+        Kw::Archive => &[ActionName::Discard],
+        _ => &[],
     }
 }
 
@@ -249,13 +261,29 @@ fn lower_rule(entry: &Entry, out: &mut Lowered, sink: &mut Sink) {
             continue;
         }
         if kw.class() == Class::MqOnly {
-            diags.push(mq_only(kw, item));
+            match (keywords::mq_pattern_missing(kw.name()), &item.value) {
+                (Some(missing), Some(value))
+                    if !Pattern::generic(&value.text).matches_everything() =>
+                {
+                    let never = NeverMatches {
+                        keyword: kw.name(),
+                        value: value.text.clone(),
+                        missing,
+                    };
+                    diags.push(
+                        Diagnostic::warning(item.keyword_span, never.to_string())
+                            .with_help(mq_pattern_help(kw.name(), &value.text)),
+                    );
+                    patterns.never.get_or_insert(never);
+                }
+                _ => diags.push(mq_only(kw, item)),
+            }
             continue;
         }
         if kw == Kw::Retry {
             spans.retry = Some(item.keyword_span);
         }
-        if owner(kw).is_some() {
+        if !owners(kw).is_empty() {
             parts.given.push((kw, item.keyword_span));
         }
         let Some(value) = &item.value else { continue };
@@ -360,6 +388,7 @@ fn lower_rule(entry: &Entry, out: &mut Lowered, sink: &mut Sink) {
             }
             Kw::Header => parts.header = yes_no(kw, value, diags),
             Kw::Archive => parts.archive = Some(PathBuf::from(&value.text)),
+            Kw::PutAut => parts.put_authority = put_authority(value, diags),
             Kw::InputQ | Kw::RetryInt | Kw::Wait | Kw::MqOnly(_) => {}
         }
     }
@@ -398,24 +427,28 @@ fn assemble(
     };
     let mut ok = true;
     for &(kw, span) in &parts.given {
-        if let Some(o) = owner(kw)
-            && o != action
-        {
+        let owners = owners(kw);
+        if !owners.is_empty() && !owners.contains(&action) {
             ok = false;
+            let belongs: Vec<String> = owners
+                .iter()
+                .map(|o| format!("ACTION({})", o.name()))
+                .collect();
             diags.push(
                 Diagnostic::error(
                     span,
                     format!(
-                        "{} does not belong to ACTION({}): it is for ACTION({})",
+                        "{} does not belong to ACTION({}): it is for {}",
                         kw.name(),
                         action.name(),
-                        o.name()
+                        belongs.join(" or ")
                     ),
                 )
                 .with_help(format!("remove {}", kw.name())),
             );
         }
     }
+    let put_authority = parts.put_authority.unwrap_or_default();
     if !ok {
         return None;
     }
@@ -434,6 +467,7 @@ fn assemble(
                     backoff: parts.backoff.unwrap_or(1.0),
                     max,
                 },
+                put_authority,
             }))
         }
         ActionName::Fwd => {
@@ -474,6 +508,7 @@ fn assemble(
             Some(Action::Forward(Forward {
                 target,
                 keep_headers,
+                put_authority,
             }))
         }
         ActionName::Discard => Some(Action::Discard {
@@ -533,6 +568,37 @@ fn mq_only(kw: Kw, item: &Item) -> Diagnostic {
         ),
     )
     .with_help(keywords::mq_only_reason(kw.name()))
+}
+
+/// The help of the warning for an MQ-only pattern keyword that makes its rule never match.
+fn mq_pattern_help(keyword: &str, value: &str) -> String {
+    let mut help = format!(
+        "remove {keyword}({value}), or write {keyword}(*), for the rule to match on its other patterns"
+    );
+    if keyword == "FEEDBACK" {
+        help.push_str("; REASON says why a message died");
+    }
+    help
+}
+
+/// `PUTAUT(DEF|CTX)`.
+fn put_authority(value: &Value, diags: &mut Sink) -> Option<PutAuthority> {
+    if value.text.eq_ignore_ascii_case("DEF") {
+        Some(PutAuthority::Def)
+    } else if value.text.eq_ignore_ascii_case("CTX") {
+        Some(PutAuthority::Ctx)
+    } else {
+        diags.push(
+            Diagnostic::error(
+                value.span,
+                format!("bad value for PUTAUT: `{}`", value.text),
+            )
+            .with_help(
+                "PUTAUT takes DEF (publish as dlqd; a user_id naming another user is removed) or CTX (keep the message's user_id; dlqd's RabbitMQ user needs the impersonator tag)",
+            ),
+        );
+        None
+    }
 }
 
 /// A warning when an MQ constant is used where AMQP has free text.
@@ -967,6 +1033,13 @@ mod tests {
             .collect()
     }
 
+    fn putaut(p: PutAuthority) -> String {
+        match p {
+            PutAuthority::Def => String::new(),
+            PutAuthority::Ctx => " putaut=CTX".into(),
+        }
+    }
+
     fn describe_rule(r: &Rule) -> String {
         let p = &r.patterns;
         let mut out = vec![format!("L{}", r.line)];
@@ -997,10 +1070,13 @@ mod tests {
             Some(SizeBound::Less(n)) => out.push(format!("size<{n}")),
             None => {}
         }
+        if let Some(n) = &p.never {
+            out.push(format!("never={}({})", n.keyword, n.value));
+        }
         out.push("=>".into());
         out.push(match &r.action {
             Action::Retry(rt) => format!(
-                "retry({}) delay=[{}] x{} max={}",
+                "retry({}) delay=[{}] x{} max={}{}",
                 rt.limit.map_or("*".to_string(), |n| n.to_string()),
                 rt.delay
                     .steps
@@ -1009,7 +1085,8 @@ mod tests {
                     .collect::<Vec<_>>()
                     .join(","),
                 rt.delay.backoff,
-                dur(rt.delay.max)
+                dur(rt.delay.max),
+                putaut(rt.put_authority)
             ),
             Action::Forward(f) => {
                 let t = match &f.target {
@@ -1023,7 +1100,11 @@ mod tests {
                         routing_key.as_ref().map_or("-".into(), tmpl)
                     ),
                 };
-                format!("{t}{}", if f.keep_headers { "" } else { " noheader" })
+                format!(
+                    "{t}{}{}",
+                    if f.keep_headers { "" } else { " noheader" },
+                    putaut(f.put_authority)
+                )
             }
             Action::Discard { archive } => match archive {
                 Some(a) => format!("discard archive={}", a.display()),
@@ -1118,10 +1199,17 @@ mod tests {
                 "REASON(MQFB_EXPIRATION) ACTION(IGNORE)",
                 "L1 reason='expired' => leave",
             ),
+            // An MQ-only pattern keyword: `*` is ignored, anything else never matches.
             (
                 "DESTQM(QM1) DESTQ(a) ACTION(IGNORE)",
-                "L1 destq='a' => leave",
+                "L1 destq='a' never=DESTQM(QM1) => leave",
             ),
+            ("DESTQM(*) DESTQ(a) ACTION(IGNORE)", "L1 destq='a' => leave"),
+            (
+                "REPLYQM('?*') FEEDBACK(MQFB_COA) ACTION(IGNORE)",
+                "L1 never=REPLYQM(?*) => leave",
+            ),
+            ("APPLTYPE(**) APPLIDAT(*) ACTION(IGNORE)", "L1 => leave"),
             // Control data.
             (
                 "INPUTQ(o.dlq) RETRYINT(30) WAIT(NO)\nACTION(IGNORE)",
@@ -1180,7 +1268,12 @@ mod tests {
             ),
             (
                 "ACTION(FWD) FWDQ(q) FWDQM(QM2) PUTAUT(CTX)",
-                "L1 => fwdq(q)",
+                "L1 => fwdq(q) putaut=CTX",
+            ),
+            ("ACTION(FWD) FWDQ(q) PUTAUT(def)", "L1 => fwdq(q)"),
+            (
+                "ACTION(RETRY) PUTAUT(ctx)",
+                "L1 => retry(1) delay=[0s] x1 max=0s putaut=CTX",
             ),
             (
                 "DESTQ(a) +\n  ACTION(RETRY) -\n RETRY(3)\nACTION(IGNORE)",
@@ -1217,6 +1310,14 @@ mod tests {
             (
                 "ACTION(IGNORE) HEADER(NO)",
                 "E 1:16 HEADER does not belong to ACTION(IGNORE): it is for ACTION(FWD)",
+            ),
+            (
+                "ACTION(DISCARD) PUTAUT(CTX)",
+                "E 1:17 PUTAUT does not belong to ACTION(DISCARD): it is for ACTION(FWD) or ACTION(RETRY)",
+            ),
+            (
+                "ACTION(FWD) FWDQ(q) PUTAUT(ALT)",
+                "E 1:28 bad value for PUTAUT: `ALT`",
             ),
             ("ACTION(BOUNCE)", "E 1:8 unknown action `BOUNCE`"),
             (

@@ -73,12 +73,40 @@ pub struct Patterns {
     /// `HDR(name=pattern)`, all must match; an absent header never matches.
     pub headers: Vec<(String, Pattern)>,
     pub size: Option<SizeBound>,
+    /// Set when the rule has an MQ-only pattern keyword (`DESTQM(QM1)`) whose value is
+    /// not `*`: no AMQP message carries that field, so the rule never matches. (Ignoring
+    /// the keyword instead would widen the rule.)
+    pub never: Option<NeverMatches>,
+}
+
+/// Why a rule can never match: an MQ-only pattern keyword, as written, and what AMQP
+/// messages lack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeverMatches {
+    /// The keyword, upper case: `DESTQM`, `REPLYQM`, `APPLTYPE`, `APPLIDAT`, `FEEDBACK`.
+    pub keyword: &'static str,
+    /// Its value as written.
+    pub value: String,
+    /// What AMQP messages do not carry, e.g. `AMQP messages carry no queue manager name`.
+    pub missing: &'static str,
+}
+
+impl std::fmt::Display for NeverMatches {
+    /// `DESTQM(QM1): AMQP messages carry no queue manager name, so this rule never matches`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}({}): {}, so this rule never matches",
+            self.keyword, self.value, self.missing
+        )
+    }
 }
 
 impl Patterns {
     /// True when no pattern is set: the rule matches every message.
     pub fn is_catch_all(&self) -> bool {
-        self.destq.is_none()
+        self.never.is_none()
+            && self.destq.is_none()
             && self.destex.is_none()
             && self.rkey.is_none()
             && self.reason.is_none()
@@ -137,6 +165,38 @@ pub struct Retry {
     /// `RETRY(n)`; `None` is `RETRY(*)`, unlimited.
     pub limit: Option<u32>,
     pub delay: DelaySchedule,
+    /// `PUTAUT(DEF|CTX)`: whose `user_id` the copy carries.
+    pub put_authority: PutAuthority,
+}
+
+/// `PUTAUT(DEF|CTX)` (runmqdlq's put authority) on a RETRY or FWD: whose authority the
+/// copy dlqd publishes carries. RabbitMQ checks a message's `user_id` property against
+/// the publishing connection's user and refuses a mismatch (406 PRECONDITION_FAILED)
+/// unless that user has the `impersonator` tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PutAuthority {
+    /// `PUTAUT(DEF)`, the default: dlqd publishes as itself; a `user_id` property
+    /// naming another user is removed from the copy.
+    #[default]
+    Def,
+    /// `PUTAUT(CTX)`: the copy keeps the message's original `user_id` (dlqd's user
+    /// needs the `impersonator` tag for a `user_id` that is not its own).
+    Ctx,
+}
+
+impl PutAuthority {
+    /// True when the copy keeps the original `user_id` (`PUTAUT(CTX)`).
+    pub fn keeps_user_id(self) -> bool {
+        self == PutAuthority::Ctx
+    }
+
+    /// `DEF` or `CTX`, as written in a rules file.
+    pub fn name(self) -> &'static str {
+        match self {
+            PutAuthority::Def => "DEF",
+            PutAuthority::Ctx => "CTX",
+        }
+    }
 }
 
 /// The delay before each retry attempt.
@@ -168,6 +228,8 @@ pub struct Forward {
     pub target: ForwardTarget,
     /// `HEADER(YES|NO)`; `false` strips `x-death` and `x-first-death-*`.
     pub keep_headers: bool,
+    /// `PUTAUT(DEF|CTX)`: whose `user_id` the copy carries.
+    pub put_authority: PutAuthority,
 }
 
 #[derive(Debug, Clone, PartialEq)]
