@@ -113,7 +113,7 @@ fn garbage_dlqd_marks_are_ignored_by_the_copies() {
     assert_eq!(outgoing::pass_of(&m), None);
     assert_eq!(DeadLetter::new(&m).retries, 0);
     // A retry keeps even a malformed death history as it is.
-    let copy = outgoing::for_retry(&m, 1);
+    let copy = outgoing::for_retry(&m, 1, false);
     assert_eq!(copy.header("x-death"), Some(&Value::string("not an array")));
 }
 
@@ -194,7 +194,7 @@ proptest! {
         let _ = decider.why(&dl, &d);
         let _ = outgoing::examined_at(&m);
         let _ = outgoing::pass_of(&m);
-        let _ = outgoing::for_retry(&m, dl.retries.saturating_add(1));
+        let _ = outgoing::for_retry(&m, dl.retries.saturating_add(1), false);
         // The capture format round-trips whatever the headers hold.
         let line = dlqd::capture::to_line(&m);
         let back = dlqd::capture::from_line(&line, 1).expect("to_line output reads back");
