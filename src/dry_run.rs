@@ -1,6 +1,7 @@
 //! Dry-run: captured messages → decisions → a report, streaming (one message in memory
 //! at a time, whatever the capture's size). The same [`Decider`] as the live handler.
 
+pub mod columns;
 mod report;
 
 use std::io::{self, BufRead, Write};
@@ -51,6 +52,9 @@ pub struct Summary {
     pub unmatched: u64,
     /// retry, forward, discard, leave.
     pub per_action: [u64; 4],
+    /// Retries and forwards the handler cannot carry out: no target
+    /// ([`Outcome::unroutable`]). It fails them and leaves the messages on the DLQ.
+    pub unroutable: u64,
     pub captures: u64,
 }
 
@@ -116,6 +120,9 @@ impl<'d, W: Write> DryRun<'d, W> {
             None => self.summary.unmatched += 1,
         }
         self.summary.per_action[action_slot(&decision.outcome)] += 1;
+        if decision.outcome.unroutable().is_some() {
+            self.summary.unroutable += 1;
+        }
         let explain = if self.opts.explain {
             self.decider.explain(&dl)
         } else {

@@ -1,12 +1,16 @@
 //! The metadata summary behind `dlqd inspect`: counts by original queue × reason ×
 //! persistence, the range of death times, size percentiles, and per-message lines.
 //! Pure: fed messages one at a time, renders text; no I/O, no clock (callers pass `now`).
+//! Every value from a message is escaped (`crate::escape`), and the per-message listing
+//! keeps its columns aligned however long a value is (`dry_run::columns`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use crate::dead_letter::DeadLetter;
+use crate::dry_run::columns::{self, Column};
+use crate::escape;
 use crate::message::{DELAY_QUEUE_PREFIX, Message, Value};
 
 /// What inspect shows of one message: metadata only, never the body.
@@ -154,7 +158,8 @@ impl Summary {
         let total = self.total();
         let _ = writeln!(
             out,
-            "queue {queue}: {total} message{}, {} of bodies",
+            "queue {}: {total} message{}, {} of bodies",
+            escape::text(queue),
             if total == 1 { "" } else { "s" },
             bytes(self.total_bytes)
         );
@@ -228,66 +233,69 @@ fn nearest_rank(sorted: &[u64], percent: u64) -> u64 {
     sorted[(rank - 1) as usize]
 }
 
+/// INDEX, MESSAGE-ID, ORIGINAL-QUEUE, REASON, RETRIES, SIZE, DIED; BODY follows.
+const LISTING: [Column; 7] = [
+    Column::number(8),
+    Column::text(20),
+    Column::text(24),
+    Column::text(10),
+    Column::number(7),
+    Column::number(10),
+    Column::left(20),
+];
+
 /// The header line of the per-message listing.
 pub fn message_header(show_body: bool) -> String {
-    let mut line = format!(
-        "{:>8}  {:<20}  {:<24}  {:<10}  {:>7}  {:>10}  {:<20}",
-        "INDEX", "MESSAGE-ID", "ORIGINAL-QUEUE", "REASON", "RETRIES", "SIZE", "DIED"
-    );
+    let mut cells = vec![
+        "INDEX",
+        "MESSAGE-ID",
+        "ORIGINAL-QUEUE",
+        "REASON",
+        "RETRIES",
+        "SIZE",
+        "DIED",
+    ];
     if show_body {
-        line.push_str("  BODY");
+        cells.push("BODY");
     }
-    line.trim_end().to_string()
+    columns::row(&LISTING, &cells)
 }
 
-/// One message's line in the listing; the body only when `body` is given.
+/// One message's line in the listing; the body only when `body` is given. Long values
+/// are shortened with `…` to keep the columns aligned (the body, last, is whole).
 pub fn message_line(meta: &MessageMeta, body: Option<&[u8]>) -> String {
-    let mut line = format!(
-        "{:>8}  {:<20}  {:<24}  {:<10}  {:>7}  {:>10}  {:<20}",
-        meta.index,
-        meta.message_id
-            .as_deref()
-            .map_or("-".to_string(), printable),
-        or_unknown(&meta.original_queue),
-        or_unknown(&meta.reason),
-        meta.retries,
-        meta.size,
-        meta.death_time.map_or("-".to_string(), timestamp),
-    );
-    if let Some(body) = body {
-        line.push_str("  ");
-        line.push_str(&body_text(body));
+    let index = meta.index.to_string();
+    let id = meta
+        .message_id
+        .as_deref()
+        .map_or("-".to_string(), |id| escape::text(id).into_owned());
+    let queue = or_unknown(&meta.original_queue);
+    let reason = or_unknown(&meta.reason);
+    let retries = meta.retries.to_string();
+    let size = meta.size.to_string();
+    let died = meta.death_time.map_or("-".to_string(), timestamp);
+    let body = body.map(body_text);
+    let mut cells = vec![index.as_str(), &id, &queue, &reason, &retries, &size, &died];
+    if let Some(b) = &body {
+        cells.push(b);
     }
-    line.trim_end().to_string()
+    columns::row(&LISTING, &cells)
 }
 
-/// A body on one line: UTF-8 text with control characters escaped, or escaped bytes.
+/// A body on one line: UTF-8 text with unsafe characters escaped (`crate::escape`),
+/// or escaped bytes.
 pub fn body_text(body: &[u8]) -> String {
     match std::str::from_utf8(body) {
-        Ok(text) => printable(text),
-        Err(_) => format!("(not UTF-8) {}", body.escape_ascii()),
+        Ok(text) => escape::text(text).into_owned(),
+        Err(_) => format!("(not UTF-8) {}", escape::bytes(body)),
     }
-}
-
-/// Text from the broker or a capture, with control characters escaped so one value
-/// stays on one line.
-fn printable(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn or_unknown(s: &str) -> String {
     if s.is_empty() {
         "(unknown)".to_string()
     } else {
-        printable(s)
+        escape::text(s).into_owned()
     }
 }
 
@@ -493,11 +501,44 @@ mod tests {
         m.message_id = Some("id\n1".to_string());
         insta::assert_snapshot!(message_header(false), @"   INDEX  MESSAGE-ID            ORIGINAL-QUEUE            REASON      RETRIES        SIZE  DIED");
         insta::assert_snapshot!(message_line(&m, None), @r#"      12  id\n1                 orders                    rejected          0           3  2023-11-14T22:13:20Z"#);
+        // Every unsafe character, bidi overrides too (the old escaper let them through).
+        m.message_id = Some("a\u{202e}b\u{1b}[2K".to_string());
+        m.original_queue = "q\u{2028}".to_string();
+        let line = message_line(&m, Some("x\u{2066}y".as_bytes()));
+        assert!(!line.chars().any(escape::is_unsafe), "{line}");
+        assert!(line.contains(r"a\u{202e}b\u{1b}[2K"), "{line}");
+        assert!(line.ends_with(r"x\u{2066}y"), "{line}");
         let line = message_line(&m, Some(b"a\tb"));
         assert!(line.ends_with(r"2023-11-14T22:13:20Z  a\tb"), "{line}");
         assert_eq!(body_text(&[0xff, b'a']), r"(not UTF-8) \xffa");
         assert_eq!(body_text(r#"{"a":"é"}"#.as_bytes()), r#"{"a":"é"}"#);
         assert_eq!(body_text("é\r\n".as_bytes()), r"é\r\n");
+    }
+
+    /// Regression: long ids, queue names and reasons pushed the later columns out of line.
+    #[test]
+    fn long_values_keep_the_listing_aligned() {
+        let mut long = meta(
+            "orders.eu.west.production.primary",
+            "an-application-reason",
+            true,
+            123_456,
+            Some(1_700_000_000),
+        );
+        long.index = 123_456_789;
+        long.message_id = Some("123e4567-e89b-12d3-a456-426614174000".to_string());
+        long.retries = 3;
+        let short = meta("o", "expired", false, 1, None);
+        let lines = [
+            message_header(true),
+            message_line(&long, Some(b"{}")),
+            message_line(&short, Some(b"body")),
+        ];
+        insta::assert_snapshot!(lines.join("\n"), @r"
+           INDEX  MESSAGE-ID            ORIGINAL-QUEUE            REASON      RETRIES        SIZE  DIED                  BODY
+        123456789  123e4567-…614174000  orders.eu.we…ion.primary  an-ap…ason        3      123456  2023-11-14T22:13:20Z  {}
+               0  -                     o                         expired           0           1  -                     body
+        ");
     }
 
     #[test]

@@ -1,14 +1,21 @@
 //! The dry-run report: per-message text or JSON lines, the summary table, and a rule's
 //! short text as the summary shows it.
+//!
+//! Every value that comes from a message (ids, queue names, routing keys, header
+//! values) is escaped in the text report (`crate::escape`), so a producer can neither
+//! end a line nor forge one; the columns stay aligned (`columns`).
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::Summary;
+use super::columns::{self, Column};
 use crate::dead_letter::DeadLetter;
 use crate::decide::{Decider, Decision, Outcome};
+use crate::escape;
 use crate::rules::{
     Action, ForwardTarget, PutAuthority, Rule, SizeBound, Template, TemplatePart, Var,
 };
@@ -40,12 +47,47 @@ fn line_of(decider: &Decider, i: usize) -> u32 {
     decider.table().rules.get(i).map_or(0, |r| r.line)
 }
 
+/// INDEX, MESSAGE-ID, RULE, ACTION, TARGET, DELAY; ATTEMPT follows.
+const COLUMNS: [Column; 6] = [
+    Column::number(5),
+    Column::text(16),
+    Column::number(4),
+    Column::left(7),
+    Column::text(30),
+    Column::left(8),
+];
+
 pub fn text_header<W: Write>(out: &mut W) -> io::Result<()> {
-    writeln!(
-        out,
-        "{:>5}  {:<16}  {:>4}  {:<7}  {:<30}  {:<8}  ATTEMPT",
-        "INDEX", "MESSAGE-ID", "RULE", "ACTION", "TARGET", "DELAY"
-    )
+    let header = [
+        "INDEX",
+        "MESSAGE-ID",
+        "RULE",
+        "ACTION",
+        "TARGET",
+        "DELAY",
+        "ATTEMPT",
+    ];
+    writeln!(out, "{}", columns::row(&COLUMNS, &header))
+}
+
+/// What the TARGET column shows for an action that has no target.
+pub fn no_target(reason: &str) -> String {
+    format!("(none: {reason})")
+}
+
+/// The note under a message whose retry or forward cannot be carried out, or `None`.
+pub fn unroutable_note(o: &Outcome) -> Option<String> {
+    let reason = o.unroutable()?;
+    let why = match o {
+        Outcome::Retry { .. } => {
+            "a retry goes back to the queue the message died in, and it has no death history (x-death, x-first-death-queue) naming one"
+        }
+        _ => "the forward's target came out empty for this message",
+    };
+    Some(format!(
+        "{reason}: {why}; the handler will fail this {} and leave the message on the DLQ",
+        o.name()
+    ))
 }
 
 pub fn text_line<W: Write>(
@@ -55,24 +97,36 @@ pub fn text_line<W: Write>(
     explain: bool,
 ) -> io::Result<()> {
     let o = &e.decision.outcome;
-    let id = e.dl.message.properties.message_id.as_deref().unwrap_or("-");
+    let id =
+        e.dl.message
+            .properties
+            .message_id
+            .as_deref()
+            .map_or(Cow::Borrowed("-"), escape::text);
     let rule = e.decision.line.map_or("-".to_string(), |l| l.to_string());
-    let target = o.target().unwrap_or_else(|| "-".to_string());
+    let target = match (o.unroutable(), o.target()) {
+        (Some(reason), _) => no_target(reason),
+        (None, Some(t)) => escape::text(&t).into_owned(),
+        (None, None) => "-".to_string(),
+    };
     let delay = delay_of(o).map_or("-".to_string(), |d| {
         humantime::format_duration(d).to_string()
     });
     let attempt = attempt_of(o).map_or("-".to_string(), |a| a.to_string());
-    writeln!(
-        out,
-        "{:>5}  {:<16}  {:>4}  {:<7}  {:<30}  {:<8}  {}",
-        e.index,
-        id,
-        rule,
+    let index = e.index.to_string();
+    let cells = [
+        index.as_str(),
+        &id,
+        &rule,
         o.name(),
-        target,
-        delay,
-        attempt
-    )?;
+        &target,
+        &delay,
+        &attempt,
+    ];
+    writeln!(out, "{}", columns::row(&COLUMNS, &cells))?;
+    if let Some(note) = unroutable_note(o) {
+        writeln!(out, "{:>7}note: {note}", "")?;
+    }
     if explain {
         for (i, why) in e.explain {
             writeln!(
@@ -108,6 +162,9 @@ struct JsonEntry<'a> {
     delay_ms: Option<u64>,
     attempt: Option<u32>,
     why: String,
+    /// Why the handler cannot carry out this retry or forward (its target is null).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unroutable: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     explain: Option<Vec<JsonExplain<'a>>>,
 }
@@ -124,10 +181,11 @@ pub fn json_line<W: Write>(
         message_id: e.dl.message.properties.message_id.as_deref(),
         rule: e.decision.line,
         action: o.name(),
-        target: o.target(),
+        target: o.target().filter(|_| o.unroutable().is_none()),
         delay_ms: delay_of(o).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         attempt: attempt_of(o),
         why: decider.why(e.dl, e.decision),
+        unroutable: unroutable_note(o),
         explain: with_explain.then(|| {
             e.explain
                 .iter()
@@ -169,6 +227,25 @@ pub fn text_summary<W: Write>(out: &mut W, decider: &Decider, s: &Summary) -> io
         .zip(s.per_action)
     {
         writeln!(out, "{name:<7}  {n:>8}")?;
+    }
+    if s.unroutable > 0 {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{} {} no target (a retry without an original queue, or a forward whose target came out empty): the handler will fail {} and leave {} on the DLQ",
+            s.unroutable,
+            if s.unroutable == 1 {
+                "message has"
+            } else {
+                "messages have"
+            },
+            if s.unroutable == 1 {
+                "its action"
+            } else {
+                "their actions"
+            },
+            if s.unroutable == 1 { "it" } else { "them" },
+        )?;
     }
     Ok(())
 }
