@@ -21,7 +21,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 # Test binaries that need no broker: run once, with the 3.10 pass.
-PURE="check_diagnostics dry_run_cli fuzz_regressions poison_facts report_escaping rules_examples rules_proptest"
+PURE="check_diagnostics dry_run_cli fuzz_regressions poison_facts report_escaping rules_examples rules_meaning rules_proptest"
 # Runs once, with the 3.10 pass: it starts its own three 4.x nodes.
 ONCE="cluster"
 

@@ -28,7 +28,8 @@ pub struct Options {
     pub explain: bool,
 }
 
-/// Why a dry-run stopped.
+/// Why a dry-run stopped. Each message is complete (the cause's words included) and
+/// has no `source()`, so anyhow's `{:#}` shows the cause once.
 #[derive(Debug, thiserror::Error)]
 pub enum DryRunError {
     /// A capture line could not be read: names the file and the line.
@@ -39,7 +40,13 @@ pub enum DryRunError {
     Open { file: String, error: io::Error },
     /// Writing the report failed.
     #[error("cannot write the report: {0}")]
-    Output(#[from] io::Error),
+    Output(io::Error),
+}
+
+impl From<io::Error> for DryRunError {
+    fn from(e: io::Error) -> Self {
+        DryRunError::Output(e)
+    }
 }
 
 /// Messages per rule and per action.

@@ -14,10 +14,24 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for path in &args.rules {
         let shown = path.display().to_string();
-        let source = match std::fs::read_to_string(path) {
+        let source = match rules::read_source(path) {
             Ok(s) => s,
-            Err(e) => {
-                writeln!(out, "{shown}: error: cannot read: {e}")?;
+            Err(rules::LoadError::Io { error, .. }) => {
+                writeln!(out, "{shown}: error: cannot read: {error}")?;
+                failed = true;
+                continue;
+            }
+            // Not UTF-8: the error at its first bad byte.
+            Err(rules::LoadError::Invalid {
+                rendered, errors, ..
+            }) => {
+                out.write_all(rendered.as_bytes())?;
+                writeln!(
+                    out,
+                    "{shown}: invalid: {}, {}",
+                    count(errors, "error"),
+                    count(0, "warning")
+                )?;
                 failed = true;
                 continue;
             }
@@ -26,6 +40,12 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         out.write_all(diagnostic::render_all(&checked.diagnostics, &source).as_bytes())?;
         let (errors, warnings) = (checked.errors(), checked.warnings());
         let summary = match &checked.table {
+            Some(t) if args.deny_warnings && warnings > 0 => format!(
+                "{shown}: failed: {} with --deny-warnings ({} rule{}, valid otherwise)",
+                count(warnings, "warning"),
+                t.rules.len(),
+                plural(t.rules.len()),
+            ),
             Some(t) => format!(
                 "{shown}: valid: {} rule{}, {}",
                 t.rules.len(),

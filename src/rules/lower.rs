@@ -63,6 +63,8 @@ pub fn lower(entries: &[Entry]) -> Lowered {
     let mut out = Lowered::default();
     let mut sink = Sink::default();
     for (index, entry) in entries.iter().enumerate() {
+        // The rest of a first entry cut at a continuation is still the first entry.
+        let first = index == 0 || (index == 1 && entry.cut && entries[0].cut);
         // runmqdlq's INPUTQM (MQ-only) is control data too: `INPUTQM(QM1)` alone is
         // a control entry, not a rule without an ACTION.
         let is_control = entry.items.iter().any(|it| {
@@ -70,7 +72,7 @@ pub fn lower(entries: &[Entry]) -> Lowered {
                 .is_some_and(|k| k.class() == Class::Control || k == Kw::MqOnly("INPUTQM"))
         });
         if is_control {
-            lower_control(entry, index == 0, &mut out, &mut sink);
+            lower_control(entry, first, &mut out, &mut sink);
         } else {
             lower_rule(entry, &mut out, &mut sink);
         }
@@ -392,7 +394,7 @@ fn lower_rule(entry: &Entry, out: &mut Lowered, sink: &mut Sink) {
             Kw::InputQ | Kw::RetryInt | Kw::Wait | Kw::MqOnly(_) => {}
         }
     }
-    let action = assemble(&parts, &seen, &spans, diags);
+    let action = assemble(entry, &parts, &seen, &spans, diags);
     // Rules with errors still count for positions, but the table is discarded anyway.
     let ok = count_errors(sink) == errors_before;
     if let (Some(action), true) = (action, ok) {
@@ -411,13 +413,15 @@ fn count_errors(d: &[Diagnostic]) -> usize {
 
 /// Build the action from its keywords; report missing and misplaced ones.
 fn assemble(
+    entry: &Entry,
     parts: &ActionParts,
     seen: &HashMap<Kw, Span>,
     spans: &RuleSpans,
     diags: &mut Sink,
 ) -> Option<Action> {
     let Some((action, action_span)) = parts.action else {
-        if !seen.contains_key(&Kw::Action) {
+        // A cut entry's ACTION may be in its other half: the cut is the error.
+        if !seen.contains_key(&Kw::Action) && !entry.cut {
             diags.push(
                 Diagnostic::error(spans.start, "this rule has no ACTION")
                     .with_help("add ACTION(RETRY), ACTION(FWD), ACTION(DISCARD) or ACTION(IGNORE)"),
@@ -1412,6 +1416,16 @@ mod tests {
             (
                 "DESTQ() ACTION(IGNORE)",
                 "E 1:6 empty value: DESTQ() needs a value",
+            ),
+            // Regression: a continuation into a comment or blank line cascaded (no ACTION,
+            // unknown keywords from the comment's words). One error, at the `+`.
+            (
+                "DESTQ(a) +\n* note\n  ACTION(IGNORE)",
+                "E 1:10 the `+` at the end of line 1 continues this entry onto a comment, line 2",
+            ),
+            (
+                "INPUTQ(q) +\n\n  RETRYINT(5s)\nDESTQ(a) +\n# x\n\n  PERSIST(NO) +\n  ACTION(IGNORE)",
+                "E 1:11 the `+` at the end of line 1 continues this entry onto a blank line, line 2; E 4:10 the `+` at the end of line 4 continues this entry onto a comment, line 5",
             ),
             // Every error is reported, not only the first.
             (

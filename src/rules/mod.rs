@@ -96,14 +96,13 @@ fn check_entries(
 }
 
 /// Why a rules file could not be loaded.
+///
+/// The messages are complete in themselves (the I/O error's words included) and have
+/// no `source()`: shown with anyhow's `{:#}` the cause appears once, not twice.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read rules file {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read rules file {path}: {error}")]
+    Io { path: String, error: std::io::Error },
     /// The file has errors; `rendered` holds every diagnostic, rendered with carets.
     #[error("{path} has {errors} error(s):\n{rendered}")]
     Invalid {
@@ -113,13 +112,59 @@ pub enum LoadError {
     },
 }
 
+/// Read a rules file's text. A file that is not UTF-8 is an [`LoadError::Invalid`]
+/// with one error at the line and column of its first bad byte.
+pub fn read_source(path: &std::path::Path) -> Result<String, LoadError> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|error| LoadError::Io {
+        path: shown.clone(),
+        error,
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let (d, line) = not_utf8(&shown, bytes, e.utf8_error().valid_up_to());
+        LoadError::Invalid {
+            errors: 1,
+            rendered: d.render(&line),
+            path: shown,
+        }
+    })
+}
+
+/// The error for bytes that stop being UTF-8 at `valid` (the first bad byte), and the
+/// source line it is on, made readable (bad bytes as U+FFFD).
+pub fn not_utf8(path: &str, bytes: &[u8], valid: usize) -> (Diagnostic, String) {
+    let valid = valid.min(bytes.len());
+    let line_start = bytes[..valid]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let line_end = bytes[valid..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(bytes.len(), |i| valid + i);
+    let line = bytes[..valid].iter().filter(|&&b| b == b'\n').count() as u32 + 1;
+    let column = String::from_utf8_lossy(&bytes[line_start..valid])
+        .chars()
+        .count() as u32
+        + 1;
+    let bad = bytes.get(valid).copied().unwrap_or(0);
+    let mut d = Diagnostic::error(
+        diagnostic::Span::new(line, column, 1),
+        format!("the rules file is not UTF-8: byte 0x{bad:02X} is not part of a UTF-8 character"),
+    )
+    .with_help(
+        "rules files are UTF-8 text; convert it, e.g. iconv -f LATIN1 -t UTF-8 (a Latin-1 comment is the usual cause)",
+    );
+    d.path = path.to_string();
+    let text = String::from_utf8_lossy(&bytes[line_start..line_end]).into_owned();
+    (d, text)
+}
+
 /// Read and check a rules file: the table and its warnings, or every error rendered.
 pub fn load(path: &std::path::Path) -> Result<(Table, Vec<Diagnostic>), LoadError> {
     let shown = path.display().to_string();
-    let source = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
-        path: shown.clone(),
-        source,
-    })?;
+    let source = read_source(path)?;
     let checked = check_source(&shown, &source);
     match checked.table {
         Some(table) => Ok((table, checked.diagnostics)),

@@ -30,6 +30,10 @@ pub struct Entry {
     /// The logical line (continuations joined) and how it maps back to the source.
     pub text: String,
     segments: Vec<Segment>,
+    /// The entry ends at a `+`/`-` that ran into a comment or blank line (an error was
+    /// reported there), or is the rest that follows one: a missing ACTION or a late
+    /// control keyword is not reported again for it.
+    pub cut: bool,
 }
 
 /// `KEYWORD(value)`.
@@ -109,6 +113,8 @@ pub fn parse(source: &str) -> Parsed {
     let mut parsed = Parsed::default();
     let lines: Vec<&str> = source.lines().collect();
     let mut i = 0;
+    // The previous entry was cut at a continuation: the next one is its rest.
+    let mut after_cut = false;
     while i < lines.len() {
         let first = lines[i];
         let trimmed = first.trim_start();
@@ -121,6 +127,7 @@ pub fn parse(source: &str) -> Parsed {
         let mut text = String::new();
         let mut segments = Vec::new();
         let mut from_col = 0usize; // byte offset in the physical line to start from
+        let mut cut = std::mem::take(&mut after_cut);
         loop {
             let phys = lines[i];
             let piece = &phys[from_col..];
@@ -139,8 +146,35 @@ pub fn parse(source: &str) -> Parsed {
             text.push_str(content);
             i += 1;
             match cont {
+                // Only blank lines follow: the file ends, as after a last `+`.
+                Some(_) if lines[i..].iter().all(|l| l.trim().is_empty()) => break,
                 Some(c) if i < lines.len() => {
                     let next = lines[i];
+                    let next_trimmed = next.trim_start();
+                    let blank = next_trimmed.is_empty();
+                    // Inside a value (`DESTQ(orders.+` / `*)`) a leading `*` is content.
+                    let comment = (next_trimmed.starts_with('*') || next_trimmed.starts_with('#'))
+                        && !in_value(&text);
+                    if blank || comment {
+                        let at = phys[..from_col + stripped.len() - 1].chars().count() as u32 + 1;
+                        parsed.errors.push(
+                            Diagnostic::error(
+                                Span::new(i as u32, at, 1),
+                                format!(
+                                    "the `{c}` at the end of line {} continues this entry onto {}, line {}",
+                                    i,
+                                    if blank { "a blank line" } else { "a comment" },
+                                    i + 1
+                                ),
+                            )
+                            .with_help(
+                                "a continued entry cannot be followed by a comment or blank line: remove the continuation, or move the comment or blank line out of the entry",
+                            ),
+                        );
+                        cut = true;
+                        after_cut = true;
+                        break;
+                    }
                     from_col = if c == '+' {
                         next.len() - next.trim_start().len()
                     } else {
@@ -155,6 +189,7 @@ pub fn parse(source: &str) -> Parsed {
             items: Vec::new(),
             text,
             segments,
+            cut,
         };
         let mut errors = Vec::new();
         let items = parse_items(&entry, &mut errors);
@@ -162,9 +197,31 @@ pub fn parse(source: &str) -> Parsed {
         parsed.errors.extend(errors);
         if !entry.items.is_empty() {
             parsed.entries.push(entry);
+        } else if cut {
+            // Nothing here (a lone `+`): the rest still follows a cut.
+            after_cut = true;
         }
     }
     parsed
+}
+
+/// True when `text` ends inside a value: an unclosed `(` or quote.
+fn in_value(text: &str) -> bool {
+    let mut depth = 0usize;
+    let mut quoted = false;
+    for c in text.chars() {
+        if quoted {
+            quoted = c != '\'';
+            continue;
+        }
+        match c {
+            '\'' if depth > 0 => quoted = true,
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    quoted || depth > 0
 }
 
 fn is_blank(c: char) -> bool {
@@ -557,6 +614,20 @@ mod tests {
             ),
             ("DESTQ(ab-\n cd)", "L1 DESTQ@1:1=ab cd@1:7"),
             ("DESTQ(a) +  \n\n", "L1 DESTQ@1:1=a@1:7"),
+            (
+                "DESTQ(orders.+\n  *) ACTION(X)",
+                "L1 DESTQ@1:1=orders.*@1:7 ACTION@2:6=X@2:13",
+            ),
+            // A continuation into a comment or blank line: one error, at the `+`/`-`;
+            // the entry ends there and the rest is an entry of its own.
+            (
+                "DESTQ(a) +\n* note\n  ACTION(X)",
+                "L1 DESTQ@1:1=a@1:7 | L3 ACTION@3:3=X@3:10 !1:10+1 the `+` at the end of line 1 continues this entry onto a comment, line 2",
+            ),
+            (
+                "DESTQ(a) ACTION(X) -\n\nDESTQ(b) ACTION(Y)",
+                "L1 DESTQ@1:1=a@1:7 ACTION@1:10=X@1:17 | L3 DESTQ@3:1=b@3:7 ACTION@3:10=Y@3:17 !1:20+1 the `-` at the end of line 1 continues this entry onto a blank line, line 2",
+            ),
             (
                 "DESTQ(a)\r\nACTION(X)\r\n",
                 "L1 DESTQ@1:1=a@1:7 | L2 ACTION@2:1=X@2:8",
