@@ -12,3 +12,4 @@ pub mod lab;
 pub mod mix;
 pub mod private_node;
 pub mod proxy;
+pub mod raw_amqp;
