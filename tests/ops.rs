@@ -191,7 +191,12 @@ async fn failed_forwards_are_audited_counted_and_left_on_the_dlq() {
         ],
     );
     let status = d.wait(Duration::from_secs(30)).await;
-    assert!(status.success(), "exit {status:?}; stderr:\n{}", d.stderr());
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "--once with failed actions exits 3; stderr:\n{}",
+        d.stderr()
+    );
     // Nothing lost: all still on the DLQ.
     assert_eq!(b.count(&dlq).await, N as u32);
 

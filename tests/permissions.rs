@@ -87,11 +87,11 @@ async fn a_refused_forward_stays_on_the_dlq_and_says_access_refused() {
         if let Some(line) = log.lines().find(|l| l.contains("ACCESS_REFUSED")) {
             eprintln!("{format}: {line}");
         }
-        assert!(
-            out.status.success(),
-            "{}: {}\n{}",
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}: --once with failed actions exits 3\n{}",
             format,
-            out.status,
             tail(&log, 4000)
         );
         assert!(

@@ -112,7 +112,12 @@ async fn a_user_id_naming_another_user_never_wedges_the_handler() {
         tail(&log, 3000)
     );
     for g in &got {
-        assert_eq!(g.properties.user_id(), &None, "{}: published as dlqd", g.id());
+        assert_eq!(
+            g.properties.user_id(),
+            &None,
+            "{}: published as dlqd",
+            g.id()
+        );
     }
     let alices: Vec<_> = got
         .iter()
@@ -348,7 +353,7 @@ async fn a_once_run_whose_actions_all_fail_exits_3_with_a_summary_by_cause() {
     b.publish_all(&dlq, &msgs).await;
     let rule = format!("ACTION(FWD) FWDQ({missing})");
     let out = run(
-        &url(),
+        url(),
         args(&["run", "--once", "--queue", &dlq, "--rule", &rule]),
         Duration::from_secs(60),
     )

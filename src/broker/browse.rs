@@ -64,6 +64,9 @@ pub enum BrowseError {
     NotFound { queue: String, url: String },
     #[error("queue {queue:?}: {reason}")]
     Broker { queue: String, reason: String },
+    /// A message lapin cannot parse (see [`crate::broker::error::unreadable`]).
+    #[error("queue {queue:?}: {}", crate::broker::error::unreadable(reason))]
+    Unreadable { queue: String, reason: String },
     /// The visitor (writing the capture, printing) failed; the browse stopped.
     #[error("{0}")]
     Visit(#[source] std::io::Error),
@@ -131,9 +134,15 @@ where
     F: FnMut(Message) -> std::io::Result<()>,
 {
     let queue = name.as_str().to_string();
-    let broker_err = |e: lapin::Error| BrowseError::Broker {
-        queue: queue.clone(),
-        reason: scrub(url, &e.to_string()),
+    let broker_err = |e: lapin::Error| match e.kind() {
+        ErrorKind::ParsingError(_) => BrowseError::Unreadable {
+            queue: queue.clone(),
+            reason: e.to_string(),
+        },
+        _ => BrowseError::Broker {
+            queue: queue.clone(),
+            reason: scrub(url, &e.to_string()),
+        },
     };
     let depth = depth(conn, &name).await.map_err(|e| {
         if is_not_found(&e) {
@@ -162,6 +171,10 @@ where
             FetchError::Refused(reason) => BrowseError::Broker {
                 queue: queue.clone(),
                 reason,
+            },
+            FetchError::Unreadable => BrowseError::Unreadable {
+                queue: queue.clone(),
+                reason: "the connection failed while the message was read".into(),
             },
         })?
     };
@@ -194,6 +207,10 @@ where
             queue: queue.clone(),
             reason,
         },
+        FetchError::Unreadable => BrowseError::Unreadable {
+            queue: queue.clone(),
+            reason: "the connection failed while the message was read".into(),
+        },
     })?;
     Ok(done)
 }
@@ -203,6 +220,9 @@ enum FetchError {
     Visit(std::io::Error),
     /// The queue could not be read safely; nothing was lost (the reason says what to do).
     Refused(String),
+    /// A `basic.get` whose channel died under it: lapin never resolves one whose
+    /// message it could not parse (a short string that is not UTF-8).
+    Unreadable,
 }
 
 impl From<lapin::Error> for FetchError {
@@ -288,14 +308,25 @@ fn returns_count(p: &lapin::BasicProperties) -> Option<bool> {
     h.contains_key("x-delivery-count").then_some(true)
 }
 
+/// One `basic.get`. lapin 4.12 never resolves a get whose message it cannot parse (the
+/// connection is dropped, the promise forgotten): the channel's state is watched too, so
+/// that the browse ends with [`FetchError::Unreadable`] instead of hanging.
 async fn get(
     ch: &Channel,
     name: &ShortString,
-) -> Result<Option<lapin::message::Delivery>, lapin::Error> {
-    Ok(ch
-        .basic_get(name.clone(), BasicGetOptions { no_ack: false })
-        .await?
-        .map(|m| m.delivery))
+) -> Result<Option<lapin::message::Delivery>, FetchError> {
+    let get = ch.basic_get(name.clone(), BasicGetOptions { no_ack: false });
+    let mut get = std::pin::pin!(get);
+    loop {
+        tokio::select! {
+            r = &mut get => return Ok(r?.map(|m| m.delivery)),
+            () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
+                if !ch.status().connected() {
+                    return Err(FetchError::Unreadable);
+                }
+            }
+        }
+    }
 }
 
 /// The Return method: take up to `wanted`, then hand every delivery back with one nack.

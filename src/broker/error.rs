@@ -21,11 +21,22 @@ pub enum BrokerError {
     },
     /// A delivery lapin cannot parse (e.g. a short-string property that is not UTF-8):
     /// the connection is lost with it, and the same message comes first again.
-    #[error("{context}: {reason}")]
+    #[error("{context}: {}", unreadable(reason))]
     Unreadable { context: String, reason: String },
     /// dlqd cannot even ask (a queue name over 255 bytes): no retry can cure it.
     #[error("{context}: {reason}")]
     Invalid { context: String, reason: String },
+}
+
+/// What an unreadable message means and what the operator can do.
+pub fn unreadable(lapin_says: &str) -> String {
+    format!(
+        "a message there cannot be read: one of its short-string properties (message_id, \
+         content_type, type, app_id, correlation_id, reply_to, ...) or a header name is not \
+         valid UTF-8, which lapin cannot parse ({lapin_says}); dlqd cannot get past it. Move \
+         it aside byte for byte with a shovel (rabbitmq_shovel, src-delete-after 1: see \
+         docs/hardening.md), then run dlqd again"
+    )
 }
 
 /// The reply code of a broker's error (channel or connection close), if it is one.

@@ -320,6 +320,12 @@ impl Daemon {
                     session.close().await;
                     return Err(e.into());
                 }
+                Err(e @ BrokerError::Unreadable { .. }) if self.once() => {
+                    // The same message comes first again on every session: a one-shot
+                    // run ends, saying what it found.
+                    session.close().await;
+                    return Err(e.into());
+                }
                 Err(e) => {
                     warn!(error = %e, "session lost; reconnecting");
                     // The node may be the trouble: start with the next address.
