@@ -229,7 +229,7 @@ async fn a_forward_to_a_missing_queue_stays_on_the_dlq_and_says_why() {
         dir.path(),
         &format!("INPUTQ({dlq})\nACTION(FWD) FWDQ({missing})\n"),
     );
-    let stderr = run_once(dir.path(), &rules, T).await;
+    let stderr = run_once_failing(dir.path(), &rules, T).await;
     assert!(stderr.contains("NO_ROUTE"), "stderr says why: {stderr}");
     assert!(!b.exists(&missing).await);
     let left = b.drain(&dlq).await;

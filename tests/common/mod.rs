@@ -59,6 +59,19 @@ pub async fn run_once(dir: &Path, rules: &Path, timeout: Duration) -> String {
     stderr
 }
 
+/// `dlqd run --rules RULES --once` whose actions fail: asserts it exits 3 (messages left
+/// on the DLQ), returns its stderr.
+pub async fn run_once_failing(dir: &Path, rules: &Path, timeout: Duration) -> String {
+    let rules = rules.to_str().expect("rules path is UTF-8");
+    let (status, stderr) = run_dlqd(dir, &["--rules", rules, "--once"], timeout).await;
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "dlqd run --once with failed actions exits 3: {status}\n{stderr}"
+    );
+    stderr
+}
+
 /// Bodies as strings, for order and identity checks.
 pub fn bodies(got: &[Got]) -> Vec<String> {
     got.iter().map(Got::text).collect()
