@@ -19,15 +19,17 @@ use serde::Serialize;
 /// Why the audit trail could not be opened or written.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("cannot open audit file {}: {source}", path.display())]
+    #[error("cannot open audit file {}: {cause}", path.display())]
     Open {
         path: PathBuf,
-        source: std::io::Error,
+        /// Shown in the message, not chained (or `{:#}` would print it twice).
+        cause: std::io::Error,
     },
-    #[error("cannot write audit file {}: {source}", path.display())]
+    #[error("cannot write audit file {}: {cause}", path.display())]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        /// Shown in the message, not chained (or `{:#}` would print it twice).
+        cause: std::io::Error,
     },
 }
 
@@ -119,9 +121,9 @@ impl Audit {
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|source| AuditError::Open {
+            .map_err(|cause| AuditError::Open {
                 path: path.to_owned(),
-                source,
+                cause,
             })?;
         Ok(Audit {
             path: Arc::new(path.to_owned()),
@@ -145,9 +147,9 @@ impl Audit {
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         file.write_all(line.as_bytes())
             .and_then(|()| file.flush())
-            .map_err(|source| AuditError::Write {
+            .map_err(|cause| AuditError::Write {
                 path: self.path.to_path_buf(),
-                source,
+                cause,
             })
     }
 }

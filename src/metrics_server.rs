@@ -23,10 +23,11 @@ use crate::metrics::{self, Metrics};
 /// Why the endpoint could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot listen for metrics on {addr}: {source}")]
+    #[error("cannot listen for metrics on {addr}: {cause}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        /// Shown in the message, not chained (or `{:#}` would print it twice).
+        cause: std::io::Error,
     },
 }
 
@@ -42,10 +43,10 @@ impl MetricsServer {
     pub async fn bind(addr: SocketAddr) -> Result<Self, ServerError> {
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
+            .map_err(|cause| ServerError::Bind { addr, cause })?;
         let addr = listener
             .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
+            .map_err(|cause| ServerError::Bind { addr, cause })?;
         Ok(MetricsServer { listener, addr })
     }
 

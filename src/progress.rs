@@ -183,6 +183,23 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Whatever a field carries, the written line has no unsafe character but its
+        /// final newline, and it is one line.
+        #[test]
+        fn no_byte_sequence_reaches_a_log_line_unescaped(field in proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..64), text in proptest::arbitrary::any::<String>()) {
+            let line = format!(
+                "2026-12-02T00:00:00Z  INFO dlqd::daemon: done message_id={} target={}\n",
+                String::from_utf8_lossy(&field),
+                text
+            );
+            let out = one_line(line.as_bytes());
+            let out = std::str::from_utf8(&out).expect("UTF-8");
+            let body = out.strip_suffix('\n').expect("ends with its newline");
+            proptest::prop_assert!(!body.chars().any(crate::escape::is_unsafe), "{out:?}");
+        }
+    }
+
     #[test]
     fn a_log_line_cannot_forge_another() {
         let line = b"INFO done message_id=x\n2026 INFO forged\x1b[2K\n";

@@ -110,3 +110,18 @@ async fn no_password_when_the_broker_refuses_it() {
         .expect("join");
     b.cleanup().await;
 }
+
+/// Seen: a generated password with an unencoded `/`, `#` or `?` made the URL unparsable
+/// and the error printed the whole URL, password included.
+#[test]
+fn no_password_when_it_holds_unencoded_url_delimiters() {
+    for pass in [
+        "Xk7-s3cr3t/pw",
+        "Xk7-s3cr3t#pw",
+        "Xk7-s3cr3t?pw",
+        "Xk7/s3cr3t#p?w",
+    ] {
+        let url = format!("amqp://guest:{pass}@127.0.0.1:5672/%2f");
+        check_all(&url, "dlqd-hardening.secrets.none", true, "percent-encode");
+    }
+}

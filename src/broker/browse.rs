@@ -68,8 +68,8 @@ pub enum BrowseError {
     #[error("queue {queue:?}: {}", crate::broker::error::unreadable(reason))]
     Unreadable { queue: String, reason: String },
     /// The visitor (writing the capture, printing) failed; the browse stopped.
-    #[error("{0}")]
-    Visit(#[source] std::io::Error),
+    #[error(transparent)]
+    Visit(std::io::Error),
 }
 
 /// How the browse read the queue (see the module doc).
