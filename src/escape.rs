@@ -36,6 +36,23 @@ pub fn text(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `s` with every unsafe character escaped and nothing else changed (backslashes
+/// kept): for a whole formatted log line, whose own escapes must stay as they are.
+pub fn unsafe_chars(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(is_unsafe) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if is_unsafe(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Bytes that may not be UTF-8: UTF-8 text escaped as [`text`] does, anything else
 /// as `\xNN` escapes.
 pub fn bytes(b: &[u8]) -> Cow<'_, str> {

@@ -130,20 +130,16 @@ fn one_line(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
         None => (line, &b""[..]),
     };
     let text = String::from_utf8_lossy(body);
-    if !text.chars().any(crate::escape::is_unsafe) && !matches!(text, std::borrow::Cow::Owned(_)) {
-        return std::borrow::Cow::Borrowed(line);
-    }
-    let mut out = String::with_capacity(line.len() + 16);
-    for c in text.chars() {
-        if crate::escape::is_unsafe(c) {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
+    match crate::escape::unsafe_chars(&text) {
+        std::borrow::Cow::Borrowed(_) if matches!(text, std::borrow::Cow::Borrowed(_)) => {
+            std::borrow::Cow::Borrowed(line)
+        }
+        escaped => {
+            let mut out = escaped.into_owned().into_bytes();
+            out.extend_from_slice(end);
+            std::borrow::Cow::Owned(out)
         }
     }
-    let mut out = out.into_bytes();
-    out.extend_from_slice(end);
-    std::borrow::Cow::Owned(out)
 }
 
 impl Write for LogWriter {

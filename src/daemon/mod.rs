@@ -477,6 +477,10 @@ impl Daemon {
         }
         if result.is_ok() && !self.stopping {
             // WAIT(NO) or WAIT(d) ended the run: say what still waits for a later one.
+            // The progress bar's "left on the DLQ" as it is now, not 2 s ago.
+            if let Ok(n) = session.queue_depth(&self.config.queue).await {
+                self.config.observer.depth(u64::from(n));
+            }
             let mut waiting = 0u64;
             for q in stage::delay_queues(&self.config.queue) {
                 waiting += u64::from(session.queue_depth(&q).await.unwrap_or(0));
