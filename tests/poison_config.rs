@@ -50,6 +50,16 @@ async fn run(url: &str, args: Vec<String>, limit: Duration) -> std::process::Out
     .expect("join")
 }
 
+/// `dlqd run --once --queue dlq --rule RULE` as the user of `url`, within 60 s.
+async fn once_on_dlq(url: &str, rule: &str) -> std::process::Output {
+    run(
+        url,
+        args(&["run", "--once", "--queue", "dlq", "--rule", rule]),
+        Duration::from_secs(60),
+    )
+    .await
+}
+
 fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
@@ -89,19 +99,7 @@ async fn a_user_id_naming_another_user_never_wedges_the_handler() {
 
     // PUTAUT(DEF), the default: every one forwarded once, as dlqd; alice's user_id kept
     // in x-dlqd-user-id.
-    let out = run(
-        &dlqd_url,
-        args(&[
-            "run",
-            "--once",
-            "--queue",
-            "dlq",
-            "--rule",
-            "ACTION(FWD) FWDQ(fwd)",
-        ]),
-        Duration::from_secs(60),
-    )
-    .await;
+    let out = once_on_dlq(&dlqd_url, "ACTION(FWD) FWDQ(fwd)").await;
     let log = stderr_of(&out);
     assert!(out.status.success(), "{}\n{}", out.status, tail(&log, 4000));
     let got = admin.drain("fwd").await;
@@ -132,19 +130,7 @@ async fn a_user_id_naming_another_user_never_wedges_the_handler() {
     alice
         .dead_letter("work", "dlq", Way::Reject, &batch("ctx"))
         .await;
-    let out = run(
-        &dlqd_url,
-        args(&[
-            "run",
-            "--once",
-            "--queue",
-            "dlq",
-            "--rule",
-            "ACTION(FWD) FWDQ(fwd) PUTAUT(CTX)",
-        ]),
-        Duration::from_secs(60),
-    )
-    .await;
+    let out = once_on_dlq(&dlqd_url, "ACTION(FWD) FWDQ(fwd) PUTAUT(CTX)").await;
     let log = stderr_of(&out);
     assert_eq!(out.status.code(), Some(3), "{}", tail(&log, 4000));
     assert!(
@@ -175,19 +161,7 @@ async fn a_user_id_naming_another_user_never_wedges_the_handler() {
     // With the impersonator tag, CTX keeps alice's user_id (restored from the left copy).
     node.ctl(&["set_user_tags", "dlqd", "impersonator"]);
     // Under --once the left copies went to the DLQ's tail: a new run takes them now.
-    let out = run(
-        &dlqd_url,
-        args(&[
-            "run",
-            "--once",
-            "--queue",
-            "dlq",
-            "--rule",
-            "ACTION(FWD) FWDQ(fwd) PUTAUT(CTX)",
-        ]),
-        Duration::from_secs(60),
-    )
-    .await;
+    let out = once_on_dlq(&dlqd_url, "ACTION(FWD) FWDQ(fwd) PUTAUT(CTX)").await;
     let log = stderr_of(&out);
     assert!(out.status.success(), "{}\n{}", out.status, tail(&log, 4000));
     let fwd = admin.drain("fwd").await;

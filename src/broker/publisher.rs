@@ -19,6 +19,73 @@ pub type Confirm = Pin<Box<dyn Future<Output = Result<(), ActionFailure>> + Send
 /// A confirm-mode channel for publishing.
 pub struct Publisher {
     channel: Channel,
+    refusals: Refusals,
+}
+
+/// How long a refusal the broker named is taken to hold: a publish that matches it in
+/// that time fails at once, unsent, instead of closing the channel under its neighbours
+/// again (with several such messages in flight, each would).
+const REFUSAL_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What the broker refused lately, shared with the confirm futures that learn it.
+#[derive(Clone, Default)]
+struct Refusals(std::sync::Arc<std::sync::Mutex<Vec<Refusal>>>);
+
+struct Refusal {
+    what: Refused,
+    at: std::time::Instant,
+    cause: Cause,
+    reason: String,
+}
+
+/// An owned [`Culprit`].
+#[derive(Debug, Clone, PartialEq)]
+enum Refused {
+    Size(u64),
+    UserId(String),
+    Exchange(String),
+}
+
+impl Refusals {
+    fn learn(&self, culprit: &Culprit<'_>, f: &ActionFailure) {
+        let what = match culprit {
+            Culprit::Size(n) => Refused::Size(*n),
+            Culprit::UserId(u) => Refused::UserId(u.to_string()),
+            Culprit::Exchange(x) => Refused::Exchange(x.to_string()),
+        };
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|r| r.at.elapsed() < REFUSAL_TTL && r.what != what);
+        all.push(Refusal {
+            what,
+            at: std::time::Instant::now(),
+            cause: f.cause,
+            reason: f.reason.clone(),
+        });
+    }
+
+    /// The refusal this publish would meet again, if one was seen lately.
+    fn check(&self, facts: &Facts) -> Option<ActionFailure> {
+        let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter()
+            .filter(|r| r.at.elapsed() < REFUSAL_TTL)
+            .find(|r| {
+                let culprit = match &r.what {
+                    Refused::Size(n) => Culprit::Size(*n),
+                    Refused::UserId(u) => Culprit::UserId(u),
+                    Refused::Exchange(x) => Culprit::Exchange(x),
+                };
+                culprit.is(facts)
+            })
+            .map(|r| {
+                ActionFailure::new(
+                    r.cause,
+                    format!(
+                        "not sent: the broker refused the same a moment ago: {}",
+                        r.reason
+                    ),
+                )
+            })
+    }
 }
 
 async fn open(conn: &Connection) -> Result<Channel, lapin::Error> {
@@ -38,7 +105,11 @@ struct Facts {
 }
 
 /// What the broker said about one publish.
-async fn confirmed(confirm: lapin::PublisherConfirm, facts: Facts) -> Result<(), ActionFailure> {
+async fn confirmed(
+    confirm: lapin::PublisherConfirm,
+    facts: Facts,
+    refusals: Refusals,
+) -> Result<(), ActionFailure> {
     match confirm.await {
         Ok(Confirmation::Ack(None)) => Ok(()),
         Ok(Confirmation::Ack(Some(returned))) => Err(ActionFailure::new(
@@ -55,7 +126,7 @@ async fn confirmed(confirm: lapin::PublisherConfirm, facts: Facts) -> Result<(),
             Cause::Unconfirmed,
             "the broker did not confirm the publish",
         )),
-        Err(e) => Err(failure("channel closed", &e, &facts)),
+        Err(e) => Err(failure("channel closed", &e, &facts, &refusals)),
     }
 }
 
@@ -66,18 +137,23 @@ async fn confirmed(confirm: lapin::PublisherConfirm, facts: Facts) -> Result<(),
 /// `max_message_size`: no copy can be published there as it is); the others are its
 /// neighbours ([`Cause::ChannelClosed`]) and are sent again, uncharged. A publish made
 /// after the close (no reply code) is a neighbour too.
-fn failure(context: &str, e: &lapin::Error, facts: &Facts) -> ActionFailure {
+fn failure(context: &str, e: &lapin::Error, facts: &Facts, refusals: &Refusals) -> ActionFailure {
     let text = format!("{context}: {e}");
     let lapin::ErrorKind::ProtocolError(p) = e.kind() else {
         return ActionFailure::new(Cause::ChannelClosed, text);
     };
     let code = p.get_id();
-    let cause = match Culprit::named(p.get_message().as_str()) {
+    let named = Culprit::named(p.get_message().as_str());
+    let cause = match &named {
         Some(culprit) if !culprit.is(facts) => Cause::ChannelClosed,
         Some(Culprit::Size(_)) => Cause::TooLarge,
         _ => Cause::Refused { code },
     };
-    ActionFailure::new(cause, text)
+    let f = ActionFailure::new(cause, text);
+    if let Some(culprit) = named.filter(|c| c.is(facts)) {
+        refusals.learn(&culprit, &f);
+    }
+    f
 }
 
 /// What a channel-closing refusal names, in RabbitMQ's words.
@@ -135,7 +211,10 @@ impl Publisher {
         let channel = open(conn)
             .await
             .map_err(|e| BrokerError::amqp("cannot open the publishing channel", &e))?;
-        Ok(Publisher { channel })
+        Ok(Publisher {
+            channel,
+            refusals: Refusals::default(),
+        })
     }
 
     /// Publish `message` (its properties and body) to `exchange` with `routing_key`,
@@ -189,6 +268,10 @@ impl Publisher {
             exchange: exchange.to_string(),
             user_id: message.properties.user_id.clone(),
         };
+        if let Some(f) = self.refusals.check(&facts) {
+            return Box::pin(std::future::ready(Err(f)));
+        }
+        let refusals = self.refusals.clone();
         let mut send =
             Box::pin(async move { channel.basic_publish(ex, rk, options, &body, props).await });
         match futures_lite::future::poll_once(&mut send).await {
@@ -196,12 +279,13 @@ impl Publisher {
                 "publish refused",
                 &e,
                 &facts,
+                &refusals,
             )))),
-            Some(Ok(confirm)) => Box::pin(confirmed(confirm, facts)),
+            Some(Ok(confirm)) => Box::pin(confirmed(confirm, facts, refusals)),
             None => Box::pin(async move {
                 match send.await {
-                    Ok(confirm) => confirmed(confirm, facts).await,
-                    Err(e) => Err(failure("publish refused", &e, &facts)),
+                    Ok(confirm) => confirmed(confirm, facts, refusals).await,
+                    Err(e) => Err(failure("publish refused", &e, &facts, &refusals)),
                 }
             }),
         }
@@ -263,5 +347,18 @@ mod tests {
         assert!(!default.is(&facts(1, "x", None)));
         assert!(Culprit::Size(5).is(&facts(5, "", None)));
         assert!(!Culprit::Size(5).is(&facts(6, "", None)));
+    }
+
+    #[test]
+    fn a_refusal_learned_fails_the_same_publishes_unsent_for_a_while() {
+        let refusals = Refusals::default();
+        let f = ActionFailure::new(Cause::Refused { code: 406 }, "user_id alice refused");
+        refusals.learn(&Culprit::UserId("alice"), &f);
+        let again = refusals
+            .check(&facts(10, "", Some("alice")))
+            .expect("alice's next publish fails unsent");
+        assert_eq!(again.cause, Cause::Refused { code: 406 });
+        assert!(refusals.check(&facts(10, "", Some("bob"))).is_none());
+        assert!(refusals.check(&facts(10, "", None)).is_none());
     }
 }
