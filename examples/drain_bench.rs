@@ -7,7 +7,13 @@
 //! cargo run --release --example drain_bench -- wait  URL SRC DST COUNT [TIMEOUT_S]
 //! cargo run --release --example drain_bench -- delete URL QUEUE...
 //! cargo run --release --example drain_bench -- declare URL QUEUE...
+//! cargo run --release --example drain_bench -- move  URL SRC DST COUNT PREFETCH
 //! ```
+//! `move` is the raw-lapin mover: the least a lapin program must do to move messages
+//! safely (consume with `basic_qos(PREFETCH)`, publish each to DST with confirms and
+//! `mandatory`, ack each delivery once its copy is confirmed, in order, `multiple`),
+//! no rules, no logs. Beside dlqd and the shovel in one run it shows what lapin itself
+//! costs. `DLQD_BENCH_QUEUE_TYPE=quorum` makes `fill` and `declare` declare quorum queues.
 //! `wait` polls both depths every 25 ms; the clock starts when SRC first holds fewer than
 //! COUNT messages (the mover has started) and stops when DST holds COUNT and SRC is empty,
 //! so the mover's own start-up (CLI, connection) is not counted, for either mover.
@@ -16,11 +22,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use futures_lite::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -49,6 +57,9 @@ async fn main() -> anyhow::Result<()> {
                     .await?;
             }
         }
+        ("move", [src, dst, count, prefetch]) => {
+            raw_move(&conn, src, dst, count.parse()?, prefetch.parse()?).await?;
+        }
         ("declare", queues) => {
             let ch = conn.create_channel().await?;
             for q in queues {
@@ -63,12 +74,12 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn declare(ch: &Channel, queue: &str) -> anyhow::Result<u32> {
+    let mut args = FieldTable::default();
+    if let Ok(kind) = std::env::var("DLQD_BENCH_QUEUE_TYPE") {
+        args.insert("x-queue-type".into(), AMQPValue::LongString(kind.into()));
+    }
     let q = ch
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions::durable(),
-            FieldTable::default(),
-        )
+        .queue_declare(queue.into(), QueueDeclareOptions::durable(), args)
         .await
         .with_context(|| format!("declare {queue}"))?;
     Ok(q.message_count())
@@ -152,6 +163,83 @@ async fn publish_range(
             bail!("{} messages returned unroutable", returned.len());
         }
         next = end;
+    }
+    Ok(())
+}
+
+/// The raw-lapin mover (see the module docs): move `count` messages from `src` to `dst`.
+async fn raw_move(
+    conn: &Connection,
+    src: &str,
+    dst: &str,
+    count: u64,
+    prefetch: u16,
+) -> anyhow::Result<()> {
+    use std::collections::VecDeque;
+    let consume = conn.create_channel().await?;
+    consume
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    let publish = conn.create_channel().await?;
+    publish
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let mut consumer = consume
+        .basic_consume(
+            src.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut in_flight: VecDeque<(u64, lapin::PublisherConfirm)> = VecDeque::new();
+    let mut acked = 0u64;
+    while acked < count {
+        // Confirms come in publish order: the front one first.
+        let front = async {
+            match in_flight.front_mut() {
+                Some((_, confirm)) => Some(confirm.await),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            done = front => {
+                let (tag, _) = in_flight.pop_front().expect("a front confirm");
+                match done {
+                    Some(Ok(Confirmation::Ack(None))) => {}
+                    other => bail!("publish of delivery {tag} not confirmed: {other:?}"),
+                }
+                // Every confirm already in: one multiple ack for the lot.
+                let mut last = tag;
+                acked += 1;
+                while let Some((t, c)) = in_flight.front_mut() {
+                    match futures_lite::future::poll_once(&mut *c).await {
+                        Some(Ok(Confirmation::Ack(None))) => {
+                            last = *t;
+                            acked += 1;
+                            in_flight.pop_front();
+                        }
+                        Some(other) => bail!("publish of delivery {t} not confirmed: {other:?}"),
+                        None => break,
+                    }
+                }
+                consume.basic_ack(last, BasicAckOptions { multiple: true }).await?;
+            }
+            d = consumer.next() => {
+                let Some(d) = d else { bail!("consumer cancelled") };
+                let d = d?;
+                let confirm = publish
+                    .basic_publish(
+                        "".into(),
+                        dst.into(),
+                        BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
+                        &d.data,
+                        d.properties,
+                    )
+                    .await?;
+                in_flight.push_back((d.delivery_tag, confirm));
+            }
+        }
     }
     Ok(())
 }

@@ -13,8 +13,12 @@
 #                 queue-length) moving COUNT persistent SIZE-byte messages to another queue;
 #   2. dlqd     — `dlqd run --once` (release build) with one forward rule doing the same;
 #   3. dlqd1000 — the same with a RULES-rule table whose forward rule is the last one;
-#   4. old      — (only with DLQD_OLD=/path/to/an/older/dlqd, and "old" in KINDS) that
+#   4. lapin    — the raw-lapin mover (examples/drain_bench.rs `move`): consume, publish
+#                 with confirms, ack on confirm, nothing else — what lapin itself allows;
+#   5. old      — (only with DLQD_OLD=/path/to/an/older/dlqd, and "old" in KINDS) that
 #                 binary doing what dlqd does in 2., to compare two builds in one run.
+# dlqd's own CPU (user+sys from /usr/bin/time, start-up included) divided by COUNT is
+# printed per round as "dlqd CPU µs/msg" (target <= 15).
 # The clock (examples/drain_bench.rs `wait`) starts when the source queue first shrinks and
 # stops when the target holds every message, so neither mover's start-up is counted. Every
 # run checks that all COUNT messages arrived. It prints per-round rates, then medians and
@@ -23,7 +27,15 @@
 # ("Maximum resident set size"; target < 64 MiB). BIG=0 skips that part.
 #
 # Environment: COUNT (100000), SIZE (1024), RULES (1000), BIG (1000000), KINDS (which
-# movers: "shovel dlqd dlqd1000", plus "old" with DLQD_OLD), PREFETCH (dlqd's default unless set), DLQD_BENCH_URL (else DLQD_TEST_URL, else amqp://guest:guest@127.0.0.1:5672/%2f).
+# movers: "shovel dlqd lapin dlqd1000", plus "old" with DLQD_OLD), PREFETCH (dlqd's
+# default 500 unless set; the raw mover uses the same), DLQD_BENCH_URL (else
+# DLQD_TEST_URL, else amqp://guest:guest@127.0.0.1:5672/%2f), QUEUE_TYPE (quorum: the
+# source queue, the DLQ, is a quorum queue), PROFILE (release; "profiling" keeps symbols),
+# BROKER (4.0 or 4.x: run on that scripts/broker-matrix.sh node instead of the local one;
+# it is started, and the shovel plugin enabled on it, as needed).
+#
+# The 4.x variant with a quorum DLQ:
+#   BROKER=4.x QUEUE_TYPE=quorum KINDS="shovel dlqd lapin" BIG=0 scripts/bench-drain.sh 3
 # dlqd's logs (one line per action, the default info level) go to a file in the work dir.
 set -euo pipefail
 
@@ -32,21 +44,32 @@ COUNT=${COUNT:-100000}
 SIZE=${SIZE:-1024}
 RULES=${RULES:-1000}
 BIG=${BIG:-1000000}
-KINDS=${KINDS:-shovel dlqd dlqd1000}
-URL=${DLQD_BENCH_URL:-${DLQD_TEST_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}}
-PREFETCH_ARGS=()
-if [[ -n "${PREFETCH:-}" ]]; then PREFETCH_ARGS=(--prefetch "$PREFETCH"); fi
+KINDS=${KINDS:-shovel dlqd lapin dlqd1000}
+PREFETCH=${PREFETCH:-500}
+PREFETCH_ARGS=(--prefetch "$PREFETCH")
+PROFILE=${PROFILE:-release}
+BROKER=${BROKER:-}
 
 cd "$(dirname "$0")/.."
+if [[ -n $BROKER ]]; then
+    scripts/broker-matrix.sh status "$BROKER" >/dev/null 2>&1 || scripts/broker-matrix.sh start "$BROKER"
+    URL=$(scripts/broker-matrix.sh url "$BROKER")
+    ctl() { scripts/broker-matrix.sh ctl "$BROKER" "$@"; }
+    plugins() { scripts/broker-matrix.sh plugins "$BROKER" "$@"; }
+else
+    URL=${DLQD_BENCH_URL:-${DLQD_TEST_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}}
+    ctl() { rabbitmqctl "$@"; }
+    plugins() { rabbitmq-plugins "$@"; }
+fi
 WORK=$(mktemp -d -t dlqd-bench.XXXXXX)
 PREFIX="bench.$$.$RANDOM"
 
 die() { echo "bench-drain: $*" >&2; exit 1; }
 
 cleanup() {
-    rabbitmqctl clear_parameter shovel "$PREFIX-shovel" >/dev/null 2>&1 || true
+    ctl clear_parameter shovel "$PREFIX-shovel" >/dev/null 2>&1 || true
     local left
-    left=$(rabbitmqctl -q list_queues name 2>/dev/null | grep -F "$PREFIX." || true)
+    left=$(ctl -q list_queues name 2>/dev/null | grep -F "$PREFIX." || true)
     if [[ -n $left && -x ${BQ:-} ]]; then
         # shellcheck disable=SC2086
         "$BQ" delete "$URL" $left >/dev/null 2>&1 || true
@@ -54,18 +77,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
-command -v rabbitmqctl >/dev/null || die "rabbitmqctl not found (apt-get install rabbitmq-server)"
-rabbitmqctl -q await_startup --timeout 5 >/dev/null 2>&1 ||
+[[ -n $BROKER ]] || command -v rabbitmqctl >/dev/null || die "rabbitmqctl not found (apt-get install rabbitmq-server)"
+ctl -q await_startup --timeout 5 >/dev/null 2>&1 ||
     die "no RabbitMQ node running: start one with 'rabbitmq-server -detached'"
-if ! rabbitmq-plugins -q list -e 2>/dev/null | grep -q 'rabbitmq_shovel '; then
-    echo "enabling the shovel plugin on the local node (rabbitmq-plugins enable rabbitmq_shovel)"
-    rabbitmq-plugins -q enable rabbitmq_shovel >/dev/null
+if ! plugins -q list -e 2>/dev/null | grep -q 'rabbitmq_shovel '; then
+    echo "enabling the shovel plugin on the node (rabbitmq-plugins enable rabbitmq_shovel)"
+    plugins -q enable rabbitmq_shovel >/dev/null
 fi
 
-echo "building (release): dlqd and examples/drain_bench"
-cargo build -q --release --bin dlqd --example drain_bench
-DLQD=$PWD/target/release/dlqd
-BQ=$PWD/target/release/examples/drain_bench
+echo "building ($PROFILE): dlqd and examples/drain_bench"
+cargo build -q --profile "$PROFILE" --bin dlqd --example drain_bench
+TARGET=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+DLQD=$TARGET/$PROFILE/dlqd
+BQ=$TARGET/$PROFILE/examples/drain_bench
+echo "broker: $(ctl -q status 2>/dev/null | sed -n 's/^RabbitMQ version: *//p' | head -n1) at $(sed 's/:[^:@]*@/:***@/' <<<"$URL"); source queue type: ${QUEUE_TYPE:-classic}; dlqd $(du -h "$DLQD" | cut -f1)"
 
 # A rules table of RULES rules whose last one forwards to the queue given as $1.
 make_rules() {
@@ -89,21 +114,25 @@ move_with() {
     local kind=$1 round=$2 src dst out status
     src="$PREFIX.$kind.$round.src"
     dst="$PREFIX.$kind.$round.dst"
-    "$BQ" fill "$URL" "$src" "$COUNT" "$SIZE" 2>>"$WORK/fill.log"
+    DLQD_BENCH_QUEUE_TYPE=${QUEUE_TYPE:-classic} "$BQ" fill "$URL" "$src" "$COUNT" "$SIZE" 2>>"$WORK/fill.log"
     "$BQ" declare "$URL" "$dst"
     "$BQ" wait "$URL" "$src" "$dst" "$COUNT" 1800 >"$WORK/wait.out" &
     local waiter=$!
     sleep 0.2
     case $kind in
         shovel)
-            rabbitmqctl -q set_parameter shovel "$PREFIX-shovel" \
+            ctl -q set_parameter shovel "$PREFIX-shovel" \
                 "{\"src-protocol\":\"amqp091\",\"src-uri\":\"amqp://\",\"src-queue\":\"$src\",\"src-delete-after\":\"queue-length\",\"dest-protocol\":\"amqp091\",\"dest-uri\":\"amqp://\",\"dest-queue\":\"$dst\",\"ack-mode\":\"on-confirm\"}" >/dev/null
             ;;
         dlqd)
             status=0
-            "$DLQD" run --url "$URL" --once --queue "$src" "${PREFETCH_ARGS[@]}" \
+            /usr/bin/time -f "%U %S" -o "$WORK/cpu.$round" \
+                "$DLQD" run --url "$URL" --once --queue "$src" "${PREFETCH_ARGS[@]}" \
                 --rule "ACTION(FWD) FWDQ($dst)" 2>"$WORK/dlqd.$round.log" || status=$?
             ((status == 0)) || die "dlqd exited $status; log: $WORK/dlqd.$round.log"
+            ;;
+        lapin)
+            "$BQ" move "$URL" "$src" "$dst" "$COUNT" "$PREFETCH" || die "the raw-lapin mover failed"
             ;;
         old)
             [[ -x ${DLQD_OLD:-} ]] || die "kind 'old' needs DLQD_OLD=/path/to/dlqd"
@@ -123,7 +152,7 @@ move_with() {
     wait "$waiter" || die "$kind round $round: not every message arrived (see above)"
     out=$(cat "$WORK/wait.out")
     "$BQ" delete "$URL" "$src" "$dst"
-    rabbitmqctl clear_parameter shovel "$PREFIX-shovel" >/dev/null 2>&1 || true
+    ctl clear_parameter shovel "$PREFIX-shovel" >/dev/null 2>&1 || true
     # "moved N in S s: R msg/s" -> R
     awk '{print $(NF-1)}' <<<"$out"
 }
@@ -135,18 +164,25 @@ label() {
         shovel) echo "shovel" ;;
         dlqd) echo "dlqd (1 rule)" ;;
         dlqd1000) echo "dlqd ($RULES rules)" ;;
+        lapin) echo "raw lapin" ;;
         old) echo "old dlqd (1 rule)" ;;
     esac
 }
 
 echo "drain: $COUNT persistent messages of $SIZE B, $ROUNDS rounds ($KINDS); work dir $WORK"
 declare -A RATES MEDIAN
+CPU=""
 for ((r = 1; r <= ROUNDS; r++)); do
     line="round $r:"
     for kind in $KINDS; do
         rate=$(move_with "$kind" "$r")
         RATES[$kind]+="$rate "
         line+=" $(label "$kind") $rate msg/s,"
+        if [[ $kind == dlqd ]]; then
+            cpu=$(awk -v n="$COUNT" '{printf "%.1f", ($1 + $2) * 1e6 / n}' "$WORK/cpu.$r")
+            CPU+="$cpu "
+            line+=" dlqd CPU $cpu µs/msg,"
+        fi
     done
     echo "${line%,}"
 done
@@ -159,6 +195,13 @@ done
 echo "${line%,}"
 if [[ -n ${MEDIAN[shovel]:-} && -n ${MEDIAN[dlqd]:-} ]]; then
     awk -v d="${MEDIAN[dlqd]}" -v s="${MEDIAN[shovel]}" 'BEGIN {r = d / s; printf "ratio dlqd/shovel: %.2f (target >= 1.00: %s)\n", r, (r >= 1 ? "met" : "NOT met")}'
+fi
+if [[ -n ${MEDIAN[lapin]:-} && -n ${MEDIAN[shovel]:-} ]]; then
+    awk -v l="${MEDIAN[lapin]}" -v s="${MEDIAN[shovel]}" -v d="${MEDIAN[dlqd]:-0}" 'BEGIN {printf "ratio raw lapin/shovel: %.2f; dlqd/raw lapin: %.2f\n", l / s, d / l}'
+fi
+if [[ -n $CPU ]]; then
+    # shellcheck disable=SC2086
+    printf '%s\n' $CPU | median | awk '{printf "dlqd CPU per message (user+sys / messages, median): %.1f µs (target <= 15: %s)\n", $1, ($1 <= 15 ? "met" : "NOT met")}'
 fi
 if [[ -n ${MEDIAN[old]:-} && -n ${MEDIAN[dlqd]:-} ]]; then
     awk -v d="${MEDIAN[dlqd]}" -v o="${MEDIAN[old]}" 'BEGIN {printf "ratio dlqd/old dlqd: %.2f\n", d / o}'

@@ -9,6 +9,8 @@
 #   scripts/broker-matrix.sh status 4.0|4.x   print the running server's version (exit 3: not running)
 #   scripts/broker-matrix.sh url    4.0|4.x   print its AMQP URL
 #   scripts/broker-matrix.sh all              build and start both; print versions and URLs
+#   scripts/broker-matrix.sh ctl     4.0|4.x ARGS...  rabbitmqctl -n NODE ARGS... in the chroot
+#   scripts/broker-matrix.sh plugins 4.0|4.x ARGS...  rabbitmq-plugins -n NODE ARGS... there
 #
 #   version  suite   AMQP   dist    epmd  node name
 #   4.0      trixie  5674   25674   4374  rabbit-4-0@localhost
@@ -28,7 +30,7 @@ die() { echo "broker-matrix: error: $*" >&2; exit 1; }
 say() { echo "broker-matrix: $*" >&2; }
 
 usage() {
-    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -301,7 +303,14 @@ case "${1:-}" in
         [ $# -eq 2 ] || die "usage: $0 $1 4.0|4.x"
         "cmd_$1" "$2" ;;
     all) [ $# -eq 1 ] || die "usage: $0 all"; cmd_all ;;
+    ctl|plugins)
+        [ $# -ge 2 ] || die "usage: $0 $1 4.0|4.x ARGS..."
+        tool=rabbitmqctl
+        [ "$1" = plugins ] && tool=rabbitmq-plugins
+        select_version "$2"
+        shift 2
+        in_chroot "$tool" -n "$NODE" "$@" ;;
     -h|--help|help) usage ;;
     "") usage ;;
-    *) die "unknown command '$1' (build, start, stop, status, url, all)" ;;
+    *) die "unknown command '$1' (build, start, stop, status, url, all, ctl, plugins)" ;;
 esac

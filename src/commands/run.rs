@@ -67,11 +67,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         observer: observer.clone(),
     };
     let once = args.once;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = runtime().context("cannot start the async runtime")?;
     let (urls, metrics_addr) = (args.broker.urls.clone(), args.metrics_addr);
     let summary = runtime.block_on(async move {
         let server = match metrics_addr {
@@ -120,6 +116,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(EXIT_ACTIONS_FAILED))
         }
         _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// The runtime `dlqd run` works on. lapin does its socket I/O on a thread of its own;
+/// DLQD_RUNTIME=current (an experiment knob, measured by scripts/bench-drain.sh) puts
+/// the handler on one thread, anything else on two workers.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    match std::env::var("DLQD_RUNTIME").as_deref() {
+        Ok("current") => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build(),
     }
 }
 

@@ -330,6 +330,26 @@ impl Broker {
         }
     }
 
+    /// Wait until `queues` together hold `n` ready messages. After a consumer's
+    /// connection closes, a quorum queue takes a moment to count what it got back.
+    pub async fn wait_total(&self, queues: &[&str], n: u32, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut c = 0;
+            for q in queues {
+                c += self.count(q).await;
+            }
+            if c == n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{queues:?} hold {c} messages together, expected {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Take every message off a queue (acknowledged), in order.
     pub async fn drain(&self, queue: &str) -> Vec<Got> {
         let n = self.count(queue).await as usize;
