@@ -87,29 +87,38 @@ fn messages(n: usize) -> Vec<(&'static str, Message)> {
     ]
 }
 
-/// This thread's CPU time (user + system), from /proc: immune to other processes
-/// competing for the cores, at a 10 ms tick resolution (runs are ≥ 1 s of CPU).
+/// This thread's time on a CPU, in nanoseconds (the first field of
+/// /proc/thread-self/schedstat): immune to other processes competing for the cores.
 fn thread_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    // Fields after the ")" that closes the command name: state is field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let ns = stat
         .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    let ticks = f.iter().sum::<u64>();
-    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Duration::from_nanos(ns)
 }
 
-/// (wall ns, CPU ns) per decision.
+/// Rounds per figure (`DLQD_BENCH_ROUNDS`, default 5); the summary shows their median.
+fn rounds() -> usize {
+    std::env::var("DLQD_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(5)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// (wall ns, CPU ns) per decision, each the median of `rounds()` rounds of ≥ 200 ms
+/// of CPU.
 fn per_decision(d: &Decider, m: &Message, linear: bool) -> (f64, f64) {
     let dl = DeadLetter::new(m);
-    let mut iters = 64u64;
-    loop {
-        let (start, cpu0) = (Instant::now(), thread_cpu());
-        for _ in 0..iters {
+    let decide = |n: u64| {
+        for _ in 0..n {
             let dec = if linear {
                 d.decide_linear(black_box(&dl))
             } else {
@@ -117,13 +126,26 @@ fn per_decision(d: &Decider, m: &Message, linear: bool) -> (f64, f64) {
             };
             black_box(dec);
         }
-        let (took, cpu) = (start.elapsed(), thread_cpu().saturating_sub(cpu0));
-        if cpu > Duration::from_millis(1000) || took > Duration::from_secs(20) {
-            let per = |d: Duration| d.as_nanos() as f64 / iters as f64;
-            return (per(took), per(cpu));
+    };
+    // Warm up, and find a round's length.
+    let mut iters = 16u64;
+    loop {
+        let cpu0 = thread_cpu();
+        decide(iters);
+        if thread_cpu().saturating_sub(cpu0) > Duration::from_millis(200) {
+            break;
         }
         iters *= 2;
     }
+    let (mut walls, mut cpus) = (Vec::new(), Vec::new());
+    for _ in 0..rounds() {
+        let (start, cpu0) = (Instant::now(), thread_cpu());
+        decide(iters);
+        let (took, cpu) = (start.elapsed(), thread_cpu().saturating_sub(cpu0));
+        walls.push(took.as_nanos() as f64 / iters as f64);
+        cpus.push(cpu.as_nanos() as f64 / iters as f64);
+    }
+    (median(walls), median(cpus))
 }
 
 fn main() {
@@ -155,13 +177,37 @@ fn main() {
         group.finish();
     }
     c.final_summary();
-    println!("\nns/decision (CPU time of this thread; wall-clock in brackets)");
+    println!(
+        "\nns/decision, median of {} rounds (CPU time of this thread; wall-clock in brackets)",
+        rounds()
+    );
     println!("rules  message   rule        indexed                linear");
-    for (n, name, line, fast, slow) in summary {
+    for (n, name, line, fast, slow) in &summary {
         let rule = line.map_or("-".to_string(), |l| l.to_string());
         println!(
             "{n:>5}  {name:<7}  {rule:>5}  {:>8.0} [{:>8.0}]  {:>10.0} [{:>10.0}]",
             fast.1, fast.0, slow.1, slow.0
         );
+    }
+    // SPEC §7: sublinear growth, read as the cost at 10 000 rules over that at 1 000.
+    let cpu = |n: usize, which: &str, indexed: bool| {
+        summary
+            .iter()
+            .find(|s| s.0 == n && s.1 == which)
+            .map(|s| if indexed { s.3.1 } else { s.4.1 })
+    };
+    for which in ["late", "none"] {
+        if let (Some(a), Some(b), Some(la), Some(lb)) = (
+            cpu(1_000, which, true),
+            cpu(10_000, which, true),
+            cpu(1_000, which, false),
+            cpu(10_000, which, false),
+        ) {
+            println!(
+                "10k/1k ratio ({which}): indexed {:.2}, linear {:.2}",
+                b / a,
+                lb / la
+            );
+        }
     }
 }

@@ -8,6 +8,7 @@
 mod index;
 pub mod matching;
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -160,19 +161,27 @@ impl Decider {
     /// One line saying why the decision was made: what the applied rule matched on,
     /// and for a retry which attempt of how many.
     pub fn why(&self, dl: &DeadLetter, decision: &Decision) -> String {
+        let mut out = String::new();
+        self.why_into(dl, decision, &mut out);
+        out
+    }
+
+    /// [`Decider::why`], appended to `out`.
+    pub fn why_into(&self, dl: &DeadLetter, decision: &Decision, out: &mut String) {
         let Some(rule) = decision.rule.and_then(|i| self.table.rules.get(i)) else {
-            return "no rule applies: the message stays on the DLQ".to_string();
+            out.push_str("no rule applies: the message stays on the DLQ");
+            return;
         };
-        let mut why = matched_on(rule, dl);
+        matched_on(rule, dl, out);
         if let (Action::Retry(r), Outcome::Retry { attempt, .. }) =
             (&rule.action, &decision.outcome)
         {
-            match r.limit {
-                Some(n) => why.push_str(&format!("; attempt {attempt} of {n}")),
-                None => why.push_str(&format!("; attempt {attempt}, no limit")),
-            }
+            // Writing into a String cannot fail.
+            let _ = match r.limit {
+                Some(n) => write!(out, "; attempt {attempt} of {n}"),
+                None => write!(out, "; attempt {attempt}, no limit"),
+            };
         }
-        why
     }
 
     fn decision_for(&self, rule: Option<usize>, dl: &DeadLetter) -> Decision {
@@ -251,68 +260,76 @@ pub fn resolve(template: &Template, dl: &DeadLetter) -> String {
 }
 
 /// "REASON 'maxlen' matches 'maxlen', DESTQ 'orders.eu' matches 'orders.*'", or
-/// "catch-all rule". The message's values are escaped (`crate::escape`): the text goes
-/// into report lines.
-fn matched_on(rule: &Rule, dl: &DeadLetter) -> String {
+/// "catch-all rule", appended to `out`. The message's values are escaped
+/// (`crate::escape`): the text goes into report lines.
+fn matched_on(rule: &Rule, dl: &DeadLetter, out: &mut String) {
     use matching::Field;
     let p = &rule.patterns;
-    let mut parts = Vec::new();
+    let start = out.len();
+    // Before each part but the first; parts are never empty. Writing into a String
+    // cannot fail.
+    let next = |out: &mut String| {
+        if out.len() > start {
+            out.push_str(", ");
+        }
+    };
     for field in Field::ALL {
         if let Some(pat) = field.pattern(p) {
-            parts.push(format!(
+            next(out);
+            let _ = write!(
+                out,
                 "{} '{}' matches '{}'",
                 field.keyword(),
                 Escaped(field.value(dl)),
                 pat.source()
-            ));
+            );
         }
     }
     if let Some(pat) = &p.rkey {
         let key = matching::rkeys(dl)
             .iter()
             .find(|k| pat.matches(k))
-            .cloned()
-            .unwrap_or_default();
-        parts.push(format!(
-            "RKEY '{}' matches '{}'",
-            Escaped(&key),
-            pat.source()
-        ));
+            .map_or("", String::as_str);
+        next(out);
+        let _ = write!(out, "RKEY '{}' matches '{}'", Escaped(key), pat.source());
     }
     if let Some(yes) = p.persist {
-        parts.push(format!("PERSIST({})", if yes { "YES" } else { "NO" }));
+        next(out);
+        out.push_str(if yes { "PERSIST(YES)" } else { "PERSIST(NO)" });
     }
     for (name, pat) in &p.headers {
         let value = dl.message.header(name);
-        match value.and_then(|v| v.as_text()) {
-            Some(v) => parts.push(format!(
+        next(out);
+        let _ = match value.and_then(|v| v.as_text()) {
+            Some(v) => write!(
+                out,
                 "HDR({name}) '{}' matches '{}'",
                 Escaped(&v),
                 pat.source()
-            )),
+            ),
             None => {
                 let kind = match value {
                     Some(crate::message::Value::Table(_)) => "a table",
                     _ => "an array",
                 };
-                parts.push(format!(
+                write!(
+                    out,
                     "HDR({name}) present ({kind}) matches '{}'",
                     pat.source()
-                ));
+                )
             }
-        }
+        };
     }
     if let Some(b) = p.size {
         let (op, n) = match b {
             crate::rules::SizeBound::Greater(n) => ('>', n),
             crate::rules::SizeBound::Less(n) => ('<', n),
         };
-        parts.push(format!("SIZE({op}{n}): {} bytes", dl.size));
+        next(out);
+        let _ = write!(out, "SIZE({op}{n}): {} bytes", dl.size);
     }
-    if parts.is_empty() {
-        "catch-all rule".to_string()
-    } else {
-        parts.join(", ")
+    if out.len() == start {
+        out.push_str("catch-all rule");
     }
 }
 

@@ -71,6 +71,7 @@ pub struct DryRun<'d, W: Write> {
     out: W,
     opts: Options,
     summary: Summary,
+    bufs: report::Bufs,
 }
 
 fn action_slot(o: &Outcome) -> usize {
@@ -93,6 +94,7 @@ impl<'d, W: Write> DryRun<'d, W> {
             out,
             opts,
             summary,
+            bufs: report::Bufs::default(),
         };
         if opts.format == Format::Text {
             // A header line; a write error surfaces on the first message or at finish.
@@ -142,12 +144,20 @@ impl<'d, W: Write> DryRun<'d, W> {
             explain: &explain,
         };
         match self.opts.format {
-            Format::Text => {
-                report::text_line(&mut self.out, self.decider, &entry, self.opts.explain)
-            }
-            Format::Json => {
-                report::json_line(&mut self.out, self.decider, &entry, self.opts.explain)
-            }
+            Format::Text => report::text_line(
+                &mut self.out,
+                self.decider,
+                &entry,
+                self.opts.explain,
+                &mut self.bufs,
+            ),
+            Format::Json => report::json_line(
+                &mut self.out,
+                self.decider,
+                &entry,
+                self.opts.explain,
+                &mut self.bufs,
+            ),
         }
     }
 

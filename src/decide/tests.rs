@@ -12,7 +12,7 @@ use crate::rules::{
 };
 
 pub(crate) fn re(s: &str) -> Pattern {
-    Pattern::Regex(regex::Regex::new(s).expect("test regex"))
+    Pattern::Regex(regex::Regex::new(s).expect("test regex").into())
 }
 
 pub(crate) fn g(s: &str) -> Option<Pattern> {
@@ -744,6 +744,46 @@ proptest! {
             let explained = d.explain(&dl);
             let first = d.decide_linear(&dl).rule.unwrap_or(d.table().rules.len());
             prop_assert_eq!(explained.len(), first);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// Tables that span several bitset words, where patterns are shared by many rules
+    /// (dense candidate sets) and rules are driven by different fields.
+    #[test]
+    fn index_equals_linear_walk_on_large_tables(
+        rules in prop::collection::vec(arb_rule(), 64..400),
+        msgs in prop::collection::vec(arb_message(), 1..24),
+    ) {
+        let mut rules = rules;
+        for (i, r) in rules.iter_mut().enumerate() {
+            r.line = i as u32 + 1;
+        }
+        let d = Decider::new(Table { rules, ..Default::default() });
+        for m in &msgs {
+            let dl = DeadLetter::new(m);
+            prop_assert_eq!(d.decide(&dl), d.decide_linear(&dl));
+        }
+    }
+}
+
+/// The same decider, used again and again: nothing of one decision is left behind in
+/// the per-thread scratch to change the next.
+#[test]
+fn decisions_do_not_leak_into_each_other() {
+    let d = Decider::new(spec_table());
+    let msgs = [
+        dead("orders.eu", "maxlen", true, Some(1)),
+        dead("billing.eu", "rejected", false, None),
+        dead("x", "expired", true, Some(9)),
+        dead("orders.us", "rejected", true, Some(2)),
+    ];
+    for _ in 0..3 {
+        for m in &msgs {
+            let dl = DeadLetter::new(m);
+            assert_eq!(d.decide(&dl), d.decide_linear(&dl));
         }
     }
 }

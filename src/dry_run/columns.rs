@@ -57,6 +57,13 @@ const GAP: usize = 2;
 /// after the last column.
 pub fn row(columns: &[Column], cells: &[&str]) -> String {
     let mut out = String::new();
+    row_into(&mut out, columns, cells);
+    out
+}
+
+/// [`row`], appended to `out` (a buffer a streaming report reuses line after line).
+pub fn row_into(out: &mut String, columns: &[Column], cells: &[&str]) {
+    let origin = out.len();
     let mut at = 0usize; // characters written so far
     let mut start = 0usize; // where the current column starts
     for (i, cell) in cells.iter().enumerate() {
@@ -64,35 +71,42 @@ pub fn row(columns: &[Column], cells: &[&str]) -> String {
         let begin = if i == 0 { 0 } else { at + GAP }.max(start);
         let end = start + col.width;
         let room = end.saturating_sub(begin).max(1);
-        let shown = if col.shorten {
+        let mut len = char_count(cell);
+        let shown = if col.shorten && len > room {
+            len = room;
             shorten(cell, room)
         } else {
             std::borrow::Cow::Borrowed(*cell)
         };
-        let len = shown.chars().count();
         let first = match col.align {
             Align::Right if len < end.saturating_sub(begin) => end - len,
             _ => begin,
         };
-        pad(&mut out, &mut at, first);
-        push(&mut out, &mut at, &shown);
+        pad(out, &mut at, first);
+        out.push_str(&shown);
+        at += len;
         start = end + GAP;
     }
-    let trimmed = out.trim_end().len();
+    let trimmed = origin + out[origin..].trim_end().len();
     out.truncate(trimmed);
-    out
+}
+
+/// Characters in `s` (bytes, for ASCII).
+fn char_count(s: &str) -> usize {
+    if s.is_ascii() {
+        s.len()
+    } else {
+        s.chars().count()
+    }
 }
 
 fn pad(out: &mut String, at: &mut usize, to: usize) {
+    const BLANKS: &str = "                                                                ";
     while *at < to {
-        out.push(' ');
-        *at += 1;
+        let n = (to - *at).min(BLANKS.len());
+        out.push_str(&BLANKS[..n]);
+        *at += n;
     }
-}
-
-fn push(out: &mut String, at: &mut usize, s: &str) {
-    out.push_str(s);
-    *at += s.chars().count();
 }
 
 /// `s` in at most `width` characters (at least 1): as it is when it fits, else its
@@ -137,6 +151,27 @@ mod tests {
         // 5 digits in a 3-wide column: the text column gives up two characters.
         assert_eq!(row(&COLS, &["12345", "abcdefghij", "x"]), "12345  ab…j  x");
         assert_eq!(row(&COLS, &["12345", "ab", "x"]), "12345  ab    x");
+    }
+
+    #[test]
+    fn a_row_appended_to_a_buffer_equals_the_row_alone() {
+        let rows: [&[&str]; 4] = [
+            &["1", "ab", "x"],
+            &["12345", "abcdefghij", "x"],
+            &["1", "é€abcdé€", "\u{3000}"],
+            &["1", "a", "b", "rest  "],
+        ];
+        let mut buf = String::from("before\n");
+        for cells in rows {
+            let start = buf.len();
+            row_into(&mut buf, &COLS, cells);
+            assert_eq!(&buf[start..], row(&COLS, cells));
+            buf.push('\n');
+        }
+        // Trimming stops at the start of the row.
+        let mut buf = String::from("x  ");
+        row_into(&mut buf, &COLS, &[""]);
+        assert_eq!(buf, "x  ");
     }
 
     #[test]

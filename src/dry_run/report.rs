@@ -6,6 +6,7 @@
 //! end a line nor forge one; the columns stay aligned (`columns`).
 
 use std::borrow::Cow;
+use std::fmt::{self, Write as _};
 use std::io::{self, Write};
 use std::time::Duration;
 
@@ -70,11 +71,6 @@ pub fn text_header<W: Write>(out: &mut W) -> io::Result<()> {
     writeln!(out, "{}", columns::row(&COLUMNS, &header))
 }
 
-/// What the TARGET column shows for an action that has no target.
-pub fn no_target(reason: &str) -> String {
-    format!("(none: {reason})")
-}
-
 /// The note under a message whose retry or forward cannot be carried out, or `None`.
 pub fn unroutable_note(o: &Outcome) -> Option<String> {
     let reason = o.unroutable()?;
@@ -90,11 +86,66 @@ pub fn unroutable_note(o: &Outcome) -> Option<String> {
     ))
 }
 
+/// Buffers the report reuses from one message to the next, so that a line costs no
+/// allocation once they have grown to size.
+#[derive(Debug, Default)]
+pub struct Bufs {
+    line: String,
+    index: String,
+    rule: String,
+    target: String,
+    delay: String,
+    attempt: String,
+    why: String,
+    json: Vec<u8>,
+}
+
+/// The TARGET cell: [`Outcome::target`] escaped, `(none: ...)` or `-`. Escaping works
+/// character by character, so the parts of `exchange/routing-key` are escaped apart.
+fn target_cell(out: &mut String, o: &Outcome) {
+    match (o.unroutable(), o) {
+        (Some(reason), _) => {
+            out.push_str("(none: ");
+            out.push_str(reason);
+            out.push(')');
+        }
+        (None, Outcome::Retry { queue, .. }) => out.push_str(&escape::text(queue)),
+        (
+            None,
+            Outcome::Forward {
+                exchange,
+                routing_key,
+                ..
+            },
+        ) => {
+            if !exchange.is_empty() {
+                out.push_str(&escape::text(exchange));
+                out.push('/');
+            }
+            out.push_str(&escape::text(routing_key));
+        }
+        (None, Outcome::Discard { .. } | Outcome::Leave) => out.push('-'),
+    }
+}
+
+/// `value`'s text into `out`, or `-` for `None`.
+fn cell<T: fmt::Display>(out: &mut String, value: Option<T>) {
+    out.clear();
+    match value {
+        // Writing into a String cannot fail.
+        Some(v) => {
+            let _ = write!(out, "{v}");
+        }
+        None => out.push('-'),
+    }
+}
+
 pub fn text_line<W: Write>(
     out: &mut W,
     decider: &Decider,
     e: &Entry,
     explain: bool,
+    bufs: &mut Bufs,
 ) -> io::Result<()> {
     let o = &e.decision.outcome;
     let id =
@@ -103,27 +154,26 @@ pub fn text_line<W: Write>(
             .message_id
             .as_deref()
             .map_or(Cow::Borrowed("-"), escape::text);
-    let rule = e.decision.line.map_or("-".to_string(), |l| l.to_string());
-    let target = match (o.unroutable(), o.target()) {
-        (Some(reason), _) => no_target(reason),
-        (None, Some(t)) => escape::text(&t).into_owned(),
-        (None, None) => "-".to_string(),
-    };
-    let delay = delay_of(o).map_or("-".to_string(), |d| {
-        humantime::format_duration(d).to_string()
-    });
-    let attempt = attempt_of(o).map_or("-".to_string(), |a| a.to_string());
-    let index = e.index.to_string();
-    let cells = [
-        index.as_str(),
-        &id,
-        &rule,
-        o.name(),
-        &target,
-        &delay,
-        &attempt,
-    ];
-    writeln!(out, "{}", columns::row(&COLUMNS, &cells))?;
+    let Bufs {
+        line,
+        index,
+        rule,
+        target,
+        delay,
+        attempt,
+        ..
+    } = bufs;
+    cell(index, Some(e.index));
+    cell(rule, e.decision.line);
+    target.clear();
+    target_cell(target, o);
+    cell(delay, delay_of(o).map(humantime::format_duration));
+    cell(attempt, attempt_of(o));
+    let cells = [index.as_str(), &id, rule, o.name(), target, delay, attempt];
+    line.clear();
+    columns::row_into(line, &COLUMNS, &cells);
+    line.push('\n');
+    out.write_all(line.as_bytes())?;
     if let Some(note) = unroutable_note(o) {
         writeln!(out, "{:>7}note: {note}", "")?;
     }
@@ -158,10 +208,10 @@ struct JsonEntry<'a> {
     message_id: Option<&'a str>,
     rule: Option<u32>,
     action: &'static str,
-    target: Option<String>,
+    target: Option<&'a str>,
     delay_ms: Option<u64>,
     attempt: Option<u32>,
-    why: String,
+    why: &'a str,
     /// Why the handler cannot carry out this retry or forward (its target is null).
     #[serde(skip_serializing_if = "Option::is_none")]
     unroutable: Option<String>,
@@ -174,17 +224,45 @@ pub fn json_line<W: Write>(
     decider: &Decider,
     e: &Entry,
     with_explain: bool,
+    bufs: &mut Bufs,
 ) -> io::Result<()> {
     let o = &e.decision.outcome;
+    let Bufs {
+        target, why, json, ..
+    } = bufs;
+    // [`Outcome::target`], without allocating.
+    target.clear();
+    let has_target = match o {
+        _ if o.unroutable().is_some() => false,
+        Outcome::Retry { queue, .. } => {
+            target.push_str(queue);
+            true
+        }
+        Outcome::Forward {
+            exchange,
+            routing_key,
+            ..
+        } => {
+            if !exchange.is_empty() {
+                target.push_str(exchange);
+                target.push('/');
+            }
+            target.push_str(routing_key);
+            true
+        }
+        Outcome::Discard { .. } | Outcome::Leave => false,
+    };
+    why.clear();
+    decider.why_into(e.dl, e.decision, why);
     let entry = JsonEntry {
         index: e.index,
         message_id: e.dl.message.properties.message_id.as_deref(),
         rule: e.decision.line,
         action: o.name(),
-        target: o.target().filter(|_| o.unroutable().is_none()),
+        target: has_target.then_some(target.as_str()),
         delay_ms: delay_of(o).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         attempt: attempt_of(o),
-        why: decider.why(e.dl, e.decision),
+        why,
         unroutable: unroutable_note(o),
         explain: with_explain.then(|| {
             e.explain
@@ -196,8 +274,10 @@ pub fn json_line<W: Write>(
                 .collect()
         }),
     };
-    serde_json::to_writer(&mut *out, &entry).map_err(io::Error::other)?;
-    out.write_all(b"\n")
+    json.clear();
+    serde_json::to_writer(&mut *json, &entry).map_err(io::Error::other)?;
+    json.push(b'\n');
+    out.write_all(json)
 }
 
 pub fn text_summary<W: Write>(out: &mut W, decider: &Decider, s: &Summary) -> io::Result<()> {
