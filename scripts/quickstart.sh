@@ -39,8 +39,8 @@ step "5. dlqd dry-run --rules $rules $work/dlq.jsonl      (no broker involved)"
 step "6. The demo queues before dlqd runs"
 "$demo" status "$work/before.txt"
 
-step "7. dlqd run --once --rules $rules"
-"$dlqd" run --once --rules "$rules"
+step "7. DLQD_LOG=info,dlqd::daemon=debug dlqd run --once --rules $rules (a line per action)"
+DLQD_LOG=info,dlqd::daemon=debug "$dlqd" run --once --rules "$rules"
 
 step "8. The demo queues after"
 "$demo" status "$work/after.txt"

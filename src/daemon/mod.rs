@@ -71,6 +71,12 @@ const RECYCLE_GRACE: Duration = Duration::from_secs(3);
 const LEFT_ATTEMPTS: u32 = 3;
 /// The longest a delivery too large to copy is held before the channel is recycled.
 const HOLD_TOO_LARGE: Duration = Duration::from_secs(600);
+/// While messages flow, one INFO line says what was done so far at most this often. An
+/// action done is a DEBUG line (`DLQD_LOG=dlqd=debug`), the audit trail (`--audit`)
+/// records each one: a drain of a million messages would otherwise write a million INFO
+/// lines (journald drops most of them at its default rate limit) and spend a sixth of
+/// dlqd's CPU formatting them. A failed action is a WARN line, each one.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// What `dlqd run` was asked to do.
 #[derive(Debug, Clone)]
@@ -134,6 +140,7 @@ pub async fn run(
         ri_tx,
         run_id: new_pass_id(),
         summary: Summary::default(),
+        progress_at: Instant::now(),
     };
     daemon.run().await?;
     Ok(daemon.summary)
@@ -181,6 +188,8 @@ struct Daemon {
     /// Marks the DLQ copies a `--once` run leaves, to know when it has come round.
     run_id: u64,
     summary: Summary,
+    /// When the last progress line was written (see [`PROGRESS_EVERY`]).
+    progress_at: Instant,
 }
 
 /// How one consumption of the DLQ ended.
@@ -862,12 +871,17 @@ impl Daemon {
         }
         let f = match result {
             Ok(()) => {
-                info!(message_id = %id, rule = state.line, action = state.action, target = %state.target, "done");
+                debug!(message_id = %id, rule = state.line, action = state.action, target = %state.target, "done");
                 self.config
                     .observer
                     .done(&self.event(&state, &id), state.since.elapsed());
                 self.summary.done(state.action);
                 pass.window.finish(tag);
+                if self.progress_at.elapsed() >= PROGRESS_EVERY {
+                    self.progress_at = Instant::now();
+                    info!(done = self.summary.done.values().sum::<u64>(), failed = self.summary.failures(),
+                        held = self.summary.held, summary = %self.summary, "progress");
+                }
                 return Ok(());
             }
             Err(f) => f,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures_lite::StreamExt;
 use lapin::Connection;
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::broker::publisher::Publisher;
 use crate::broker::topology::{declare_stage_queue, queue_depth};
@@ -309,7 +309,7 @@ impl Movers {
                 match &state.hop {
                     Hop::Target { queue: target } => {
                         moved.retried += 1;
-                        info!(message_id = %id, target = %target, "delayed retry delivered");
+                        debug!(message_id = %id, target = %target, "delayed retry delivered");
                     }
                     Hop::Dlq => moved.to_dlq += 1,
                     Hop::Left { .. } => moved.refused += 1,

@@ -15,7 +15,8 @@ pub struct Dlqd {
     pub stderr: PathBuf,
 }
 
-/// Start `dlqd run ARGS...` against `url`; logs at `info` to a file in `dir`.
+/// Start `dlqd run ARGS...` against `url`; logs at `info`, and the handler's line per
+/// action (DEBUG), to a file in `dir`.
 pub fn start(dir: &Path, url: &str, args: &[&str]) -> Dlqd {
     static N: AtomicU64 = AtomicU64::new(0);
     let stderr = dir.join(format!("dlqd-{}.stderr", N.fetch_add(1, Ordering::Relaxed)));
@@ -24,7 +25,7 @@ pub fn start(dir: &Path, url: &str, args: &[&str]) -> Dlqd {
         .arg("run")
         .args(args)
         .env("DLQD_URL", url)
-        .env("DLQD_LOG", "info")
+        .env("DLQD_LOG", "info,dlqd::daemon=debug")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(file))
