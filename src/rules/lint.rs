@@ -154,6 +154,9 @@ struct Group {
     prefix: HashMap<String, Vec<usize>>,
     /// The lengths (in bytes) of the keys of `prefix`, sorted, without repeats.
     prefix_lens: Vec<usize>,
+    /// By the source of a regex in the key field (a later regex is subsumed only by the
+    /// same regex: see `pattern_subsumes`).
+    regex: HashMap<String, Vec<usize>>,
     /// Everything else (no key field, or a pattern with no known prefix).
     other: Vec<usize>,
 }
@@ -204,10 +207,13 @@ impl ShadowIndex {
                 let pre = &t[..t.find(['*', '?']).unwrap_or(t.len())];
                 g.add_prefix(pre.to_string(), i)
             }
-            Some(Pattern::Regex(r)) => match regex_literal_prefix(r.as_str()) {
-                Some(pre) => g.add_prefix(pre, i),
-                None => g.other.push(i),
-            },
+            Some(Pattern::Regex(r)) => {
+                g.regex.entry(r.as_str().to_string()).or_default().push(i);
+                match regex_literal_prefix(r.as_str()) {
+                    Some(pre) => g.add_prefix(pre, i),
+                    None => g.other.push(i),
+                }
+            }
             None => g.other.push(i),
         }
     }
@@ -225,21 +231,29 @@ impl ShadowIndex {
             if gm & !bm != 0 {
                 continue;
             }
-            g.other.iter().copied().for_each(&mut consider);
             let key_pattern = g.key.and_then(|k| string_fields(b)[k].as_ref());
             match key_pattern {
                 Some(Pattern::Literal(t)) => {
+                    g.other.iter().copied().for_each(&mut consider);
                     if let Some(v) = g.literal.get(t) {
                         v.iter().copied().for_each(&mut consider);
                     }
                     g.with_prefixes_of(t, &mut consider);
                 }
+                // Only a glob (a regex never subsumes a glob) filed under a prefix.
                 Some(Pattern::Glob(t)) => {
                     let pre = &t[..t.find(['*', '?']).unwrap_or(t.len())];
                     g.with_prefixes_of(pre, &mut consider);
                 }
-                // A regex (or no key field): compare with the whole group.
-                _ => {
+                // Only the same regex subsumes a regex.
+                Some(Pattern::Regex(r)) => {
+                    if let Some(v) = g.regex.get(r.as_str()) {
+                        v.iter().copied().for_each(&mut consider);
+                    }
+                }
+                // No key field: compare with the whole group.
+                None => {
+                    g.other.iter().copied().for_each(&mut consider);
                     g.literal
                         .values()
                         .flatten()
@@ -424,7 +438,7 @@ mod tests {
         ] {
             assert_eq!(regex_literal_prefix(src).as_deref(), want, "{src}");
         }
-        let re = Pattern::Regex(regex::Regex::new("^a").unwrap());
+        let re = Pattern::Regex(regex::Regex::new("^a").unwrap().into());
         assert!(pattern_subsumes(&re, &g("abc")));
         assert!(!pattern_subsumes(&re, &g("a*")));
         assert!(!pattern_subsumes(&g("a*"), &re));
@@ -475,7 +489,7 @@ mod tests {
             match VALUES.get(i as usize) {
                 None => None,
                 Some(v) if v.starts_with('/') => Some(Pattern::Regex(
-                    regex::Regex::new(&v[1..v.len() - 1]).unwrap(),
+                    crate::rules::pattern::LazyRegex::new(&v[1..v.len() - 1]).unwrap(),
                 )),
                 Some(v) => Some(Pattern::generic(v)),
             }

@@ -6,11 +6,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use regex::Regex;
-
 use crate::rules::diagnostic::{Diagnostic, Span};
 use crate::rules::keywords::{self, Class, Kw};
-use crate::rules::pattern::Pattern;
+use crate::rules::pattern::{LazyRegex, Pattern, RegexError};
 use crate::rules::syntax::{Entry, Item, Value, ValueKind};
 use crate::rules::table::*;
 
@@ -37,12 +35,12 @@ pub struct RuleSpans {
     pub fwdq: Option<Span>,
 }
 
-/// Where lowering puts its diagnostics, with a cache of compiled regexes (the same
-/// regex written on many rules is compiled once; `Regex` clones share the program).
+/// Where lowering puts its diagnostics, with a cache of checked regexes (the same
+/// regex written on many rules is checked once, and its clones share one matcher).
 #[derive(Default)]
 struct Sink {
     diags: Vec<Diagnostic>,
-    regexes: HashMap<String, Regex>,
+    regexes: HashMap<String, LazyRegex>,
 }
 
 impl std::ops::Deref for Sink {
@@ -669,20 +667,20 @@ fn pattern_at(
         return None;
     }
     let inner_at = at + 1;
-    // Compile first; only a pattern that fails is parsed again to find the position.
+    // Checked here, compiled on first use (LazyRegex); the same text is checked once.
     if let Some(r) = diags.regexes.get(inner) {
         return Some(Pattern::Regex(r.clone()));
     }
-    let error = match Regex::new(inner) {
+    let error = match LazyRegex::new(inner) {
         Ok(r) => {
             diags.regexes.insert(inner.to_string(), r.clone());
             return Some(Pattern::Regex(r));
         }
         Err(e) => e,
     };
-    let (msg, where_) = match regex_syntax::Parser::new().parse(inner) {
-        Err(e) => {
-            let (msg, span) = match &e {
+    let (msg, where_) = match &error {
+        RegexError::Syntax(e) => {
+            let (msg, span) = match &**e {
                 regex_syntax::Error::Parse(p) => (p.kind().to_string(), Some(*p.span())),
                 regex_syntax::Error::Translate(t) => (t.kind().to_string(), Some(*t.span())),
                 _ => (e.to_string(), None),
@@ -698,8 +696,8 @@ fn pattern_at(
             };
             (msg, where_)
         }
-        Ok(_) => {
-            let msg = match &error {
+        RegexError::Compile(e) => {
+            let msg = match e {
                 regex::Error::CompiledTooBig(_) => "it compiles to too large a program".to_string(),
                 other => other.to_string().lines().last().unwrap_or("").to_string(),
             };

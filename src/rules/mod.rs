@@ -13,6 +13,8 @@ pub use diagnostic::Diagnostic;
 pub use pattern::Pattern;
 pub use table::*;
 
+use std::time::{Duration, Instant};
+
 /// The result of checking one rules source: the table when there were no errors,
 /// and every diagnostic (errors and warnings) in source order.
 #[derive(Debug)]
@@ -33,8 +35,10 @@ impl Checked {
 
 /// Parse, validate and lint a rules source. `path` is used only in diagnostics.
 pub fn check_source(path: &str, source: &str) -> Checked {
+    let start = Instant::now();
     let parsed = syntax::parse(source);
-    check_entries(&parsed.entries, parsed.errors, |d| {
+    let parse = start.elapsed();
+    check_entries(&parsed.entries, parsed.errors, parse, |d| {
         d.path = path.to_string()
     })
 }
@@ -61,7 +65,7 @@ pub fn check_inline(rules: &[String]) -> Checked {
         errors.extend(parsed.errors);
         line += (text.lines().count() as u32).max(1);
     }
-    check_entries(&entries, errors, |d| {
+    check_entries(&entries, errors, Duration::ZERO, |d| {
         let n = starts.partition_point(|&s| s < d.line).max(1);
         // No --rule strings at all: no start to subtract (and no panic).
         d.line -= starts.get(n - 1).copied().unwrap_or(0);
@@ -69,12 +73,18 @@ pub fn check_inline(rules: &[String]) -> Checked {
     })
 }
 
+/// Lower and lint parsed entries. `parse` is how long parsing took: the time of each
+/// phase is logged at debug level (`DLQD_LOG=dlqd::rules=debug`), for the check benchmark.
 fn check_entries(
     entries: &[syntax::Entry],
     syntax_errors: Vec<Diagnostic>,
+    parse: Duration,
     mut place: impl FnMut(&mut Diagnostic),
 ) -> Checked {
+    let start = Instant::now();
     let lowered = lower::lower(entries);
+    let lower = start.elapsed();
+    let start = Instant::now();
     let mut diagnostics = syntax_errors;
     diagnostics.extend(lowered.diagnostics);
     let has_errors = diagnostics.iter().any(Diagnostic::is_error);
@@ -85,10 +95,19 @@ fn check_entries(
             lowered.input_queue,
         ));
     }
+    let lint = start.elapsed();
     diagnostics.sort_by_key(|d| (d.line, d.column));
     for d in &mut diagnostics {
         place(d);
     }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    tracing::debug!(
+        rules = lowered.table.rules.len(),
+        parse_ms = ms(parse),
+        lower_ms = ms(lower),
+        lint_ms = ms(lint),
+        "rules checked"
+    );
     Checked {
         table: (!has_errors).then_some(lowered.table),
         diagnostics,

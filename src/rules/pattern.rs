@@ -1,7 +1,10 @@
 //! A pattern value: a generic pattern (`*` any run, `?` one character, the rest literal)
-//! or, written between slashes, an unanchored regular expression.
+//! or, written between slashes, an unanchored regular expression — checked when the
+//! rules are read, compiled on its first match ([`LazyRegex`]).
 
-use regex::Regex;
+use std::sync::{Arc, OnceLock};
+
+use regex_syntax::hir::{Class, Hir, HirKind};
 
 /// A compiled pattern from a rules file.
 #[derive(Debug, Clone)]
@@ -11,7 +14,7 @@ pub enum Pattern {
     /// A generic pattern with wildcards, matched whole.
     Glob(String),
     /// `/regex/`, unanchored.
-    Regex(Regex),
+    Regex(LazyRegex),
 }
 
 impl PartialEq for Pattern {
@@ -82,6 +85,190 @@ impl Pattern {
     }
 }
 
+/// A regular expression from a rules file. Its syntax is checked when the rules are
+/// read (a parse: cheap); its matcher is compiled the first time it is used (compiling
+/// is what made checking a 10,000-rule table slow). Clones share the matcher.
+///
+/// What [`LazyRegex::new`] accepts, the first use always compiles: the syntax is
+/// checked by the parser the regex crate itself uses, with the same settings, and the
+/// program-size limit `regex::Regex::new` enforces is checked up front — by an upper
+/// bound computed from the parsed expression, or, for the rare expression whose bound
+/// comes near the limit, by compiling it there and then exactly as before. The first
+/// use compiles without a size limit, so it cannot fail on size either.
+#[derive(Clone)]
+pub struct LazyRegex(Arc<Lazy>);
+
+struct Lazy {
+    source: Box<str>,
+    /// A text every match contains (the longest literal of the expression's top-level
+    /// concatenation; empty when there is none): a text without it is no match, and
+    /// telling so needs no compiled matcher (lint compares many regexes with literals).
+    required: Box<str>,
+    compiled: OnceLock<regex::Regex>,
+}
+
+/// Why a regular expression was refused.
+#[derive(Debug)]
+pub enum RegexError {
+    /// Not valid syntax: the parser's error, with its span in the expression.
+    Syntax(Box<regex_syntax::Error>),
+    /// Valid syntax, refused by the compiler (too large a program).
+    Compile(regex::Error),
+}
+
+/// The regex crate's default limit on a compiled program (`RegexBuilder::size_limit`).
+const SIZE_LIMIT: usize = 10 * (1 << 20);
+
+/// An expression whose [`program_bound`] is at most this is accepted without being
+/// compiled (a quarter of the limit: room for anything the bound does not count).
+const BOUND_OK: usize = SIZE_LIMIT / 4;
+
+impl LazyRegex {
+    /// Check `source` (the text between the slashes) without compiling it, unless it is
+    /// large enough that only the compiler can tell whether it is too large.
+    pub fn new(source: &str) -> Result<LazyRegex, RegexError> {
+        let hir = regex_syntax::Parser::new()
+            .parse(source)
+            .map_err(|e| RegexError::Syntax(Box::new(e)))?;
+        let compiled = OnceLock::new();
+        if program_bound(&hir) > BOUND_OK {
+            let r = regex::Regex::new(source).map_err(RegexError::Compile)?;
+            let _ = compiled.set(r);
+        }
+        Ok(LazyRegex(Arc::new(Lazy {
+            source: source.into(),
+            required: required_literal(&hir).into(),
+            compiled,
+        })))
+    }
+
+    /// The expression as written (without the slashes).
+    pub fn as_str(&self) -> &str {
+        &self.0.source
+    }
+
+    /// Unanchored match, as `regex::Regex::is_match`.
+    pub fn is_match(&self, text: &str) -> bool {
+        text.contains(&*self.0.required) && self.compiled().is_match(text)
+    }
+
+    /// The compiled matcher, compiled now if this is its first use.
+    pub fn compiled(&self) -> &regex::Regex {
+        self.0
+            .compiled
+            .get_or_init(|| compile_unlimited(&self.0.source))
+    }
+
+    /// True once the matcher has been compiled.
+    pub fn is_compiled(&self) -> bool {
+        self.0.compiled.get().is_some()
+    }
+}
+
+/// Compile an expression [`LazyRegex::new`] accepted: with no size limit, so the only
+/// failures left are none a checked expression has. Should one happen all the same,
+/// the expression is logged and matches nothing: a decision never fails or panics.
+fn compile_unlimited(source: &str) -> regex::Regex {
+    match regex::RegexBuilder::new(source)
+        .size_limit(usize::MAX)
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(regex = source, error = %e, "a checked regular expression did not compile; it matches nothing");
+            // An empty class: valid, and matches no text.
+            regex::Regex::new(r"[^\x00-\x{10FFFF}]").expect("an empty class compiles")
+        }
+    }
+}
+
+impl From<regex::Regex> for LazyRegex {
+    /// An already compiled expression.
+    fn from(r: regex::Regex) -> LazyRegex {
+        LazyRegex(Arc::new(Lazy {
+            source: r.as_str().into(),
+            required: "".into(),
+            compiled: OnceLock::from(r),
+        }))
+    }
+}
+
+impl std::fmt::Debug for LazyRegex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Regex").field(&self.as_str()).finish()
+    }
+}
+
+/// The longest literal among the parts of `hir`'s top-level concatenation (inside a
+/// capture group, if the whole is one): every match contains it. Empty when none.
+fn required_literal(hir: &Hir) -> String {
+    let mut hir = hir;
+    while let HirKind::Capture(c) = hir.kind() {
+        hir = &c.sub;
+    }
+    let parts = match hir.kind() {
+        HirKind::Concat(hs) => hs.as_slice(),
+        _ => std::slice::from_ref(hir),
+    };
+    parts
+        .iter()
+        .filter_map(|h| match h.kind() {
+            HirKind::Literal(l) => std::str::from_utf8(&l.0).ok(),
+            _ => None,
+        })
+        .max_by_key(|l| l.len())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// An upper bound, in bytes, of what the regex crate's size limit measures for `hir`
+/// (the Thompson NFA builder's memory, forward with captures or reverse): every state
+/// counted at [`STATE`] bytes, every UTF-8 sequence of a class as its own chain of
+/// states (the compiler shares suffixes, so it makes fewer), repetitions expanded.
+pub(crate) fn program_bound(hir: &Hir) -> usize {
+    // The unanchored prefix, the match state, the implicit capture group.
+    8 * STATE + node_bound(hir)
+}
+
+/// Bytes counted per NFA state and its transitions (a builder state is 32 bytes, a
+/// transition 8, a union alternate 4).
+const STATE: usize = 64;
+
+fn node_bound(hir: &Hir) -> usize {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => STATE,
+        HirKind::Literal(l) => l.0.len().saturating_mul(STATE),
+        HirKind::Class(Class::Bytes(c)) => STATE + c.ranges().len().saturating_mul(STATE),
+        HirKind::Class(Class::Unicode(c)) => {
+            let mut n = STATE;
+            for r in c.ranges() {
+                if r.end() < '\u{80}' {
+                    n = n.saturating_add(STATE);
+                    continue;
+                }
+                for seq in regex_syntax::utf8::Utf8Sequences::new(r.start(), r.end()) {
+                    n = n.saturating_add((seq.len() + 1) * STATE);
+                }
+            }
+            n
+        }
+        HirKind::Repetition(r) => {
+            // {m,n} is m copies and n-m optional ones; {m,} is m copies (one at least).
+            let copies = r.max.unwrap_or(r.min).max(r.min).max(1) as usize;
+            node_bound(&r.sub)
+                .saturating_mul(copies)
+                .saturating_add((copies + 2).saturating_mul(STATE))
+        }
+        HirKind::Capture(c) => node_bound(&c.sub).saturating_add(2 * STATE),
+        HirKind::Concat(hs) => hs
+            .iter()
+            .fold(STATE, |n, h| n.saturating_add(node_bound(h))),
+        HirKind::Alternation(hs) => hs
+            .iter()
+            .fold(2 * STATE, |n, h| n.saturating_add(node_bound(h) + STATE)),
+    }
+}
+
 /// Whole-text match of a generic pattern, by characters, without backtracking blow-up.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
     if pattern.is_ascii() && text.is_ascii() {
@@ -122,6 +309,155 @@ fn glob_match_units<T: PartialEq + Copy>(p: &[T], t: &[T], any: T, one: T) -> bo
 mod tests {
     use super::*;
 
+    /// A lazily compiled regex matches exactly as the eager `regex::Regex` does, and is
+    /// compiled by its first match, not before.
+    #[test]
+    fn lazy_regex_matches_as_the_eager_one() {
+        let sources = [
+            r"^orders\.(eu|us)$",
+            r"[a-z]+-[0-9]{2,4}",
+            r"\bq1\b",
+            r"(?i)billing",
+            r"^\d{3}-\w+$",
+            r"é.",
+            r"^$",
+            r"a|",
+        ];
+        let texts = [
+            "",
+            "orders.eu",
+            "orders.eux",
+            "abc-123",
+            "abc-1",
+            "q1",
+            "xq1",
+            "a q1 b",
+            "BiLLing",
+            "123-x",
+            "١٢٣-ü",
+            "éx",
+            "é",
+            "a",
+        ];
+        for src in sources {
+            let lazy = LazyRegex::new(src).unwrap();
+            assert!(!lazy.is_compiled(), "{src} compiled before use");
+            let eager = regex::Regex::new(src).unwrap();
+            let clone = lazy.clone();
+            for t in texts {
+                assert_eq!(lazy.is_match(t), eager.is_match(t), "/{src}/ on {t:?}");
+            }
+            assert!(clone.is_compiled() || !texts.iter().any(|t| eager.is_match(t)));
+            assert_eq!(lazy.as_str(), src);
+            assert_eq!(Pattern::Regex(lazy), Pattern::Regex(eager.into()));
+        }
+    }
+
+    /// A text without the expression's required literal is no match, told without
+    /// compiling; the literal is a real requirement.
+    #[test]
+    fn required_literal_rejects_without_compiling() {
+        for (src, lit) in [
+            (r"[a-z]+-12-[0-9]{2,4}", "-12-"),
+            (r"\bq7\b", "q7"),
+            (r"(?i)billing\.42", ".42"),
+            (r"^orders\.5\.(eu|us)$", "orders.5."),
+            (r"(ab|cd)", ""),
+            (r"(xyz)", "xyz"),
+            (r"a|bcd", ""),
+        ] {
+            let r = LazyRegex::new(src).unwrap();
+            assert_eq!(&*r.0.required, lit, "{src}");
+            assert!(!r.is_match("nothing here"));
+            assert_eq!(r.is_compiled(), lit.is_empty(), "{src}");
+        }
+        let r = LazyRegex::new(r"[a-z]+-12-[0-9]{2,4}").unwrap();
+        assert!(r.is_match("ab-12-345") && r.is_compiled());
+        let clone = r.clone();
+        assert!(clone.is_compiled(), "clones share the matcher");
+    }
+
+    /// What the regex crate refuses, `LazyRegex::new` refuses: bad syntax with the
+    /// parser's position, too large a program as the compiler's error.
+    #[test]
+    fn lazy_regex_refuses_what_the_regex_crate_refuses() {
+        match LazyRegex::new("ab(c") {
+            Err(RegexError::Syntax(e)) => match *e {
+                regex_syntax::Error::Parse(e) => assert_eq!(e.span().start.offset, 2),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            LazyRegex::new(r"\p{Nope}"),
+            Err(RegexError::Syntax(_))
+        ));
+        assert!(matches!(
+            LazyRegex::new(r"(?-u)\xFF"),
+            Err(RegexError::Syntax(_))
+        ));
+        for big in [r"\w{1000}{1000}", r"(?:a{100}){100}{100}"] {
+            assert!(regex::Regex::new(big).is_err());
+            assert!(
+                matches!(
+                    LazyRegex::new(big),
+                    Err(RegexError::Compile(regex::Error::CompiledTooBig(_)))
+                ),
+                "{big}"
+            );
+        }
+        // Large but within the limit: accepted, compiled while checking.
+        let near = LazyRegex::new(r"\w{200}").unwrap();
+        assert!(regex::Regex::new(r"\w{200}").is_ok());
+        assert!(near.is_compiled());
+        assert!(near.is_match(&"x".repeat(200)));
+    }
+
+    /// The bound is an upper bound: every expression compiles with the bound as its size
+    /// limit (forward and reverse programs alike), so one accepted unchecked compiles.
+    #[test]
+    fn program_bound_bounds_the_compiled_size() {
+        let atoms = [
+            "a",
+            "abc",
+            ".",
+            "(?s).",
+            r"\w",
+            r"\d",
+            r"\s",
+            r"\W",
+            r"[^a]",
+            r"\pL",
+            r"\p{Greek}",
+            "(?i)k",
+            "(?i)straße",
+            "[a-z0-9_]",
+            r"\b",
+            "^",
+            "$",
+            "é",
+            "(a|bc|def)",
+            "(?:x|ü|字)",
+            "[\u{10000}-\u{10FFFF}]",
+            "(?-u:[\x00-\x7F])",
+        ];
+        let reps = ["", "*", "+", "?", "{3}", "{2,5}", "{4,}", "{0,12}"];
+        let mut n = 0;
+        for (i, a) in atoms.iter().enumerate() {
+            for r in reps {
+                for b in [atoms[(i * 7 + 3) % atoms.len()], ""] {
+                    let src = format!("(?:{a}){r}{b}(?:{a}{b}){r}");
+                    let hir = regex_syntax::Parser::new().parse(&src).unwrap();
+                    let bound = program_bound(&hir);
+                    let built = regex::RegexBuilder::new(&src).size_limit(bound).build();
+                    assert!(built.is_ok(), "/{src}/: bound {bound} too small: {built:?}");
+                    n += 1;
+                }
+            }
+        }
+        assert!(n > 300);
+    }
+
     #[test]
     fn globs() {
         for (p, t, want) in [
@@ -136,7 +472,7 @@ mod tests {
             ("é?", "éx", true),
         ] {
             assert_eq!(glob_match(p, t), want, "{p} vs {t}");
-            let re = Regex::new(&Pattern::generic(p).to_regex_source()).unwrap();
+            let re = regex::Regex::new(&Pattern::generic(p).to_regex_source()).unwrap();
             assert_eq!(re.is_match(t), want, "regex of {p} vs {t}");
         }
     }
