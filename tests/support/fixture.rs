@@ -316,18 +316,7 @@ impl Broker {
 
     /// Wait until a queue holds exactly `n` ready messages.
     pub async fn wait_count(&self, queue: &str, n: u32, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let c = self.count(queue).await;
-            if c == n {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{queue} holds {c} messages, expected {n}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.wait_total(&[queue], n, timeout).await;
     }
 
     /// Wait until `queues` together hold `n` ready messages. After a consumer's
@@ -344,7 +333,7 @@ impl Broker {
             }
             assert!(
                 Instant::now() < deadline,
-                "{queues:?} hold {c} messages together, expected {n}"
+                "{queues:?} hold {c} ready messages, expected {n}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
