@@ -141,11 +141,21 @@ pub struct Count {
     pub lost_ids: Vec<(String, Act, Way)>,
 }
 
-fn archived_ids(path: &Path) -> Vec<String> {
+/// The ids in the archive file. `while_written`: a dlqd may be appending right now, and
+/// a read racing an append can see the first part of its line (Linux does not order a
+/// read after a concurrent write to a file): an unterminated last line is not counted
+/// yet. Otherwise (dlqd stopped) every line must be whole.
+fn archived_ids(path: &Path, while_written: bool) -> Vec<String> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Vec::new();
     };
-    text.lines()
+    let whole = match text.rfind('\n') {
+        Some(end) if while_written => &text[..=end],
+        None if while_written => "",
+        _ => text.as_str(),
+    };
+    whole
+        .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l)
                 .unwrap_or_else(|e| panic!("archive line {l:?} is not JSON: {e}"));
@@ -293,7 +303,7 @@ impl Mix {
         let mut last: Option<Vec<u32>> = None;
         let mut stable_since = Instant::now();
         loop {
-            let mut out = archived_ids(&self.archive).len() as u32;
+            let mut out = archived_ids(&self.archive, true).len() as u32;
             let mut delayed = 0;
             // The DLQ's own count moves with every pass over the messages left on it.
             let mut moving = vec![out];
@@ -339,7 +349,7 @@ impl Mix {
                 }
             }
         }
-        for id in archived_ids(&self.archive) {
+        for id in archived_ids(&self.archive, false) {
             found.entry(id).or_default().push(Place::Archive);
         }
         assert!(strangers.is_empty(), "messages nobody sent: {strangers:?}");
