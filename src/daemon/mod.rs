@@ -69,6 +69,11 @@ const SLOW_START_MAX: u64 = 2_000;
 const RECYCLE_GRACE: Duration = Duration::from_secs(3);
 /// How many times a left copy is attempted before the session is given up.
 const LEFT_ATTEMPTS: u32 = 3;
+/// The longest a session's setup (connect, the DLQ check, dlqd's queues, the consumer)
+/// may wait for the broker: a connection cut at the wrong moment can leave a lapin
+/// promise that never resolves (seen in the fault suite on 4.3.6: a cut during setup
+/// and no consumption for 285 s). Past it the session is given up and opened again.
+const SETUP_DEADLINE: Duration = Duration::from_secs(30);
 /// The longest a delivery too large to copy is held before the channel is recycled.
 const HOLD_TOO_LARGE: Duration = Duration::from_secs(600);
 /// While messages flow, one INFO line says what was done so far at most this often. An
@@ -280,7 +285,9 @@ impl Daemon {
                 return Ok(());
             }
             let opened = tokio::select! {
-                s = Session::open(&self.config.urls, next_url) => Some(s),
+                s = tokio::time::timeout(SETUP_DEADLINE, Session::open(&self.config.urls, next_url)) => Some(
+                    s.unwrap_or_else(|_| Err(setup_timed_out()))
+                ),
                 c = self.control.recv() => { self.on_control(c); None }
             };
             let Some(opened) = opened else { continue };
@@ -431,18 +438,24 @@ impl Daemon {
     ) -> Result<(), BrokerError> {
         // The DLQ must exist (a consumer of a missing queue is a fatal error); then the
         // stage queues, whatever an operator deleted since.
-        if let Err(f) = session.queue_depth(&self.config.queue).await {
-            return Err(BrokerError::from_failure(
-                format!("cannot consume queue '{}'", self.config.queue),
-                f,
-            ));
-        }
-        *had_dlq = true;
-        for q in self.stage_queues() {
-            session.declare_stage_queue(&q).await.map_err(|f| {
-                BrokerError::from_failure(format!("cannot declare dlqd's queue {q}"), f)
-            })?;
-        }
+        let setup = async {
+            if let Err(f) = session.queue_depth(&self.config.queue).await {
+                return Err(BrokerError::from_failure(
+                    format!("cannot consume queue '{}'", self.config.queue),
+                    f,
+                ));
+            }
+            *had_dlq = true;
+            for q in self.stage_queues() {
+                session.declare_stage_queue(&q).await.map_err(|f| {
+                    BrokerError::from_failure(format!("cannot declare dlqd's queue {q}"), f)
+                })?;
+            }
+            Ok(())
+        };
+        tokio::time::timeout(SETUP_DEADLINE, setup)
+            .await
+            .map_err(|_| setup_timed_out())??;
         let movers = self.movers(session);
         let tasks: Vec<_> = self
             .stage_queues()
@@ -520,7 +533,12 @@ impl Daemon {
         let idle_after = if recycled { RECYCLE_GRACE } else { IDLE_TICK };
         let pass_started = Instant::now();
         let prefetch = if slow_start { 1 } else { self.config.prefetch };
-        let mut consumer = session.consume(&self.config.queue, prefetch).await?;
+        let mut consumer = tokio::time::timeout(
+            SETUP_DEADLINE,
+            session.consume(&self.config.queue, prefetch),
+        )
+        .await
+        .map_err(|_| setup_timed_out())??;
         let mut slow_taken = 0u64;
         let mut pass = Pass::default();
         let mut confirms = Confirms::default();
@@ -1047,6 +1065,14 @@ impl Daemon {
         confirms.push(confirm);
         Ok(())
     }
+}
+
+/// A session whose setup got no answer within [`SETUP_DEADLINE`]: lost, opened again.
+fn setup_timed_out() -> BrokerError {
+    BrokerError::lost(
+        "session setup",
+        format!("no answer from the broker within {SETUP_DEADLINE:?}"),
+    )
 }
 
 /// The same completion, for delivery `tag`.
