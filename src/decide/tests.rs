@@ -726,6 +726,29 @@ fn arb_message() -> impl Strategy<Value = Message> {
         )
 }
 
+/// The indexed decision equals the linear walk's, and `explain` lists exactly the rules
+/// before the first match, for every message.
+fn index_agrees(
+    mut rules: Vec<crate::rules::Rule>,
+    msgs: &[Message],
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    for (i, r) in rules.iter_mut().enumerate() {
+        r.line = i as u32 + 1;
+    }
+    let d = Decider::new(Table {
+        rules,
+        ..Default::default()
+    });
+    for m in msgs {
+        let dl = DeadLetter::new(m);
+        prop_assert_eq!(d.decide(&dl), d.decide_linear(&dl));
+        let explained = d.explain(&dl);
+        let first = d.decide_linear(&dl).rule.unwrap_or(d.table().rules.len());
+        prop_assert_eq!(explained.len(), first);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
@@ -733,18 +756,7 @@ proptest! {
         rules in prop::collection::vec(arb_rule(), 0..100),
         msgs in prop::collection::vec(arb_message(), 1..20),
     ) {
-        let mut rules = rules;
-        for (i, r) in rules.iter_mut().enumerate() {
-            r.line = i as u32 + 1;
-        }
-        let d = Decider::new(Table { rules, ..Default::default() });
-        for m in &msgs {
-            let dl = DeadLetter::new(m);
-            prop_assert_eq!(d.decide(&dl), d.decide_linear(&dl));
-            let explained = d.explain(&dl);
-            let first = d.decide_linear(&dl).rule.unwrap_or(d.table().rules.len());
-            prop_assert_eq!(explained.len(), first);
-        }
+        index_agrees(rules, &msgs)?;
     }
 }
 
@@ -757,15 +769,7 @@ proptest! {
         rules in prop::collection::vec(arb_rule(), 64..400),
         msgs in prop::collection::vec(arb_message(), 1..24),
     ) {
-        let mut rules = rules;
-        for (i, r) in rules.iter_mut().enumerate() {
-            r.line = i as u32 + 1;
-        }
-        let d = Decider::new(Table { rules, ..Default::default() });
-        for m in &msgs {
-            let dl = DeadLetter::new(m);
-            prop_assert_eq!(d.decide(&dl), d.decide_linear(&dl));
-        }
+        index_agrees(rules, &msgs)?;
     }
 }
 
