@@ -18,7 +18,8 @@
 #   5. old      — (only with DLQD_OLD=/path/to/an/older/dlqd, and "old" in KINDS) that
 #                 binary doing what dlqd does in 2., to compare two builds in one run.
 # dlqd's own CPU (user+sys from /usr/bin/time, start-up included) divided by COUNT is
-# printed per round as "dlqd CPU µs/msg" (target <= 15).
+# printed per round as "dlqd CPU µs/msg" (target <= 15); the raw-lapin mover's the same way
+# ("raw lapin CPU"), the floor a lapin-based mover sets.
 # The clock (examples/drain_bench.rs `wait`) starts when the source queue first shrinks and
 # stops when the target holds every message, so neither mover's start-up is counted. Every
 # run checks that all COUNT messages arrived. It prints per-round rates, then medians and
@@ -36,7 +37,8 @@
 #
 # The 4.x variant with a quorum DLQ:
 #   BROKER=4.x QUEUE_TYPE=quorum KINDS="shovel dlqd lapin" BIG=0 scripts/bench-drain.sh 3
-# dlqd's logs (one line per action, the default info level) go to a file in the work dir.
+# dlqd's logs (the default info level: a progress line every 10 s and the run summary) go
+# to a file in the work dir.
 set -euo pipefail
 
 ROUNDS=${1:-3}
@@ -132,7 +134,8 @@ move_with() {
             ((status == 0)) || die "dlqd exited $status; log: $WORK/dlqd.$round.log"
             ;;
         lapin)
-            "$BQ" move "$URL" "$src" "$dst" "$COUNT" "$PREFETCH" || die "the raw-lapin mover failed"
+            /usr/bin/time -f "%U %S" -o "$WORK/lapincpu.$round" \
+                "$BQ" move "$URL" "$src" "$dst" "$COUNT" "$PREFETCH" || die "the raw-lapin mover failed"
             ;;
         old)
             [[ -x ${DLQD_OLD:-} ]] || die "kind 'old' needs DLQD_OLD=/path/to/dlqd"
@@ -172,6 +175,7 @@ label() {
 echo "drain: $COUNT persistent messages of $SIZE B, $ROUNDS rounds ($KINDS); work dir $WORK"
 declare -A RATES MEDIAN
 CPU=""
+LAPINCPU=""
 for ((r = 1; r <= ROUNDS; r++)); do
     line="round $r:"
     for kind in $KINDS; do
@@ -182,6 +186,11 @@ for ((r = 1; r <= ROUNDS; r++)); do
             cpu=$(awk -v n="$COUNT" '{printf "%.1f", ($1 + $2) * 1e6 / n}' "$WORK/cpu.$r")
             CPU+="$cpu "
             line+=" dlqd CPU $cpu µs/msg,"
+        fi
+        if [[ $kind == lapin ]]; then
+            cpu=$(awk -v n="$COUNT" '{printf "%.1f", ($1 + $2) * 1e6 / n}' "$WORK/lapincpu.$r")
+            LAPINCPU+="$cpu "
+            line+=" raw lapin CPU $cpu µs/msg,"
         fi
     done
     echo "${line%,}"
@@ -202,6 +211,10 @@ fi
 if [[ -n $CPU ]]; then
     # shellcheck disable=SC2086
     printf '%s\n' $CPU | median | awk '{printf "dlqd CPU per message (user+sys / messages, median): %.1f µs (target <= 15: %s)\n", $1, ($1 <= 15 ? "met" : "NOT met")}'
+fi
+if [[ -n $LAPINCPU ]]; then
+    # shellcheck disable=SC2086
+    printf '%s\n' $LAPINCPU | median | awk '{printf "raw lapin mover CPU per message (median): %.1f µs (the floor lapin itself sets)\n", $1}'
 fi
 if [[ -n ${MEDIAN[old]:-} && -n ${MEDIAN[dlqd]:-} ]]; then
     awk -v d="${MEDIAN[dlqd]}" -v o="${MEDIAN[old]}" 'BEGIN {printf "ratio dlqd/old dlqd: %.2f\n", d / o}'
