@@ -263,7 +263,7 @@ pub fn resolve(template: &Template, dl: &DeadLetter) -> String {
 /// "catch-all rule", appended to `out`. The message's values are escaped
 /// (`crate::escape`): the text goes into report lines.
 fn matched_on(rule: &Rule, dl: &DeadLetter, out: &mut String) {
-    use matching::Field;
+    use crate::rules::field::{Field, Kind, Values};
     let p = &rule.patterns;
     let start = out.len();
     // Before each part but the first; parts are never empty. Writing into a String
@@ -274,59 +274,61 @@ fn matched_on(rule: &Rule, dl: &DeadLetter, out: &mut String) {
         }
     };
     for field in Field::ALL {
-        if let Some(pat) = field.pattern(p) {
-            next(out);
-            let _ = write!(
-                out,
-                "{} '{}' matches '{}'",
-                field.keyword(),
-                Escaped(field.value(dl)),
-                pat.source()
-            );
-        }
-    }
-    if let Some(pat) = &p.rkey {
-        let key = matching::rkeys(dl)
-            .iter()
-            .find(|k| pat.matches(k))
-            .map_or("", String::as_str);
-        next(out);
-        let _ = write!(out, "RKEY '{}' matches '{}'", Escaped(key), pat.source());
-    }
-    if let Some(yes) = p.persist {
-        next(out);
-        out.push_str(if yes { "PERSIST(YES)" } else { "PERSIST(NO)" });
-    }
-    for (name, pat) in &p.headers {
-        let value = dl.message.header(name);
-        next(out);
-        let _ = match value.and_then(|v| v.as_text()) {
-            Some(v) => write!(
-                out,
-                "HDR({name}) '{}' matches '{}'",
-                Escaped(&v),
-                pat.source()
-            ),
-            None => {
-                let kind = match value {
-                    Some(crate::message::Value::Table(_)) => "a table",
-                    _ => "an array",
-                };
-                write!(
-                    out,
-                    "HDR({name}) present ({kind}) matches '{}'",
-                    pat.source()
-                )
+        let kw = field.keyword();
+        match field.kind() {
+            Kind::Text(_) | Kind::AnyText(..) => {
+                if let Some(pat) = p.text(field) {
+                    // The value that matched (of several, the first that does).
+                    let value = match field.values(dl) {
+                        Values::One(v) => v,
+                        many => many.find(|v| pat.matches(v)).unwrap_or(""),
+                    };
+                    next(out);
+                    let _ = write!(out, "{kw} '{}' matches '{}'", Escaped(value), pat.source());
+                }
             }
-        };
-    }
-    if let Some(b) = p.size {
-        let (op, n) = match b {
-            crate::rules::SizeBound::Greater(n) => ('>', n),
-            crate::rules::SizeBound::Less(n) => ('<', n),
-        };
-        next(out);
-        let _ = write!(out, "SIZE({op}{n}): {} bytes", dl.size);
+            Kind::Flag(_) => {
+                if let Some(yes) = p.persist {
+                    next(out);
+                    let _ = write!(out, "{kw}({})", if yes { "YES" } else { "NO" });
+                }
+            }
+            Kind::Header => {
+                for (name, pat) in &p.headers {
+                    let value = dl.message.header(name);
+                    next(out);
+                    let _ = match value.and_then(|v| v.as_text()) {
+                        Some(v) => write!(
+                            out,
+                            "{kw}({name}) '{}' matches '{}'",
+                            Escaped(&v),
+                            pat.source()
+                        ),
+                        None => {
+                            let kind = match value {
+                                Some(crate::message::Value::Table(_)) => "a table",
+                                _ => "an array",
+                            };
+                            write!(
+                                out,
+                                "{kw}({name}) present ({kind}) matches '{}'",
+                                pat.source()
+                            )
+                        }
+                    };
+                }
+            }
+            Kind::Size => {
+                if let Some(b) = p.size {
+                    let (op, n) = match b {
+                        crate::rules::SizeBound::Greater(n) => ('>', n),
+                        crate::rules::SizeBound::Less(n) => ('<', n),
+                    };
+                    next(out);
+                    let _ = write!(out, "{kw}({op}{n}): {} bytes", dl.size);
+                }
+            }
+        }
     }
     if out.len() == start {
         out.push_str("catch-all rule");

@@ -27,13 +27,14 @@ use regex_automata::hybrid::dfa::{Cache, DFA, OverlappingState};
 use regex_automata::util::pool::Pool;
 use regex_automata::{Anchored, Input, MatchKind};
 
-use super::matching::{self, Field};
+use super::matching;
 use crate::dead_letter::DeadLetter;
+use crate::rules::field::{self, Field, Values};
 use crate::rules::{Pattern, Rule, Table};
 
-/// Fields indexed: the nine single-valued ones, then RKEY.
-const NFIELDS: usize = 10;
-const RKEY: usize = 9;
+/// Fields indexed: the text fields; field `f` is `Field::ALL[f]`, its slot in
+/// `Patterns::text`.
+const NFIELDS: usize = field::TEXT;
 
 /// The lazy DFA's transition cache per field, per thread.
 const DFA_CACHE_BYTES: usize = 8 << 20;
@@ -188,13 +189,10 @@ impl fmt::Debug for Index {
 }
 
 fn field_pattern(rule: &Rule, field: usize) -> Option<&Pattern> {
-    let p = if field == RKEY {
-        rule.patterns.rkey.as_ref()
-    } else {
-        Field::ALL[field].pattern(&rule.patterns)
-    };
     // `*` constrains nothing.
-    p.filter(|p| !p.matches_everything())
+    rule.patterns.text[field]
+        .as_ref()
+        .filter(|p| !p.matches_everything())
 }
 
 /// Whether every match of the regex starts at the start of the text (`^...`), so that
@@ -409,12 +407,13 @@ impl Index {
         // 1. Which patterns each field's value hits.
         for &f in &self.active {
             let fi = &self.fields[f];
-            if f == RKEY {
-                for v in matching::rkeys(dl) {
-                    lookup(v, f, fi, scratch, &mut verify);
+            match Field::ALL[f].values(dl) {
+                Values::One(v) => lookup(v, f, fi, scratch, &mut verify),
+                Values::Many(vs) => {
+                    for v in vs {
+                        lookup(v, f, fi, scratch, &mut verify);
+                    }
                 }
-            } else {
-                lookup(Field::ALL[f].value(dl), f, fi, scratch, &mut verify);
             }
         }
 

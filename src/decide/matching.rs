@@ -5,90 +5,8 @@ use std::fmt;
 
 use crate::dead_letter::DeadLetter;
 use crate::escape::Escaped;
-use crate::rules::{NeverMatches, Pattern, Patterns, Rule, SizeBound};
-
-/// A single-valued text field a pattern keyword matches on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Field {
-    DestQ,
-    DestEx,
-    Reason,
-    AppId,
-    UserId,
-    Type,
-    ContentType,
-    MsgId,
-    ReplyTo,
-}
-
-impl Field {
-    pub const ALL: [Field; 9] = [
-        Field::DestQ,
-        Field::DestEx,
-        Field::Reason,
-        Field::AppId,
-        Field::UserId,
-        Field::Type,
-        Field::ContentType,
-        Field::MsgId,
-        Field::ReplyTo,
-    ];
-
-    pub fn keyword(self) -> &'static str {
-        match self {
-            Field::DestQ => "DESTQ",
-            Field::DestEx => "DESTEX",
-            Field::Reason => "REASON",
-            Field::AppId => "APPID",
-            Field::UserId => "USERID",
-            Field::Type => "TYPE",
-            Field::ContentType => "CONTENTTYPE",
-            Field::MsgId => "MSGID",
-            Field::ReplyTo => "REPLYTO",
-        }
-    }
-
-    /// The rule's pattern for this field, if it has one.
-    pub fn pattern(self, p: &Patterns) -> Option<&Pattern> {
-        match self {
-            Field::DestQ => p.destq.as_ref(),
-            Field::DestEx => p.destex.as_ref(),
-            Field::Reason => p.reason.as_ref(),
-            Field::AppId => p.appid.as_ref(),
-            Field::UserId => p.userid.as_ref(),
-            Field::Type => p.msg_type.as_ref(),
-            Field::ContentType => p.content_type.as_ref(),
-            Field::MsgId => p.msgid.as_ref(),
-            Field::ReplyTo => p.replyto.as_ref(),
-        }
-    }
-
-    /// The message's value of this field; "" when it does not have one.
-    pub fn value<'a>(self, dl: &'a DeadLetter) -> &'a str {
-        let p = &dl.message.properties;
-        match self {
-            Field::DestQ => &dl.destq,
-            Field::DestEx => &dl.destex,
-            Field::Reason => &dl.reason,
-            Field::AppId => p.app_id.as_deref().unwrap_or(""),
-            Field::UserId => dl.user_id,
-            Field::Type => p.message_type.as_deref().unwrap_or(""),
-            Field::ContentType => p.content_type.as_deref().unwrap_or(""),
-            Field::MsgId => p.message_id.as_deref().unwrap_or(""),
-            Field::ReplyTo => p.reply_to.as_deref().unwrap_or(""),
-        }
-    }
-}
-
-/// The routing keys RKEY matches on: the message's, or `[""]` when it has none.
-pub fn rkeys<'a>(dl: &'a DeadLetter) -> &'a [String] {
-    static EMPTY: [String; 1] = [String::new()];
-    if dl.rkeys.is_empty() {
-        &EMPTY
-    } else {
-        &dl.rkeys
-    }
-}
+use crate::rules::field::{Field, Kind, Values};
+use crate::rules::{NeverMatches, Pattern, Rule, SizeBound};
 
 /// Why a rule does not apply to a message. Its `Display` (the `--explain` text) escapes
 /// the message's values (`crate::escape`), so it stays one safe line.
@@ -101,8 +19,10 @@ pub enum Mismatch<'a> {
         value: &'a str,
         pattern: &'a Pattern,
     },
-    RKey {
-        keys: &'a [String],
+    /// A field with several values ([`Kind::AnyText`]: RKEY), none of which matches.
+    AnyField {
+        field: Field,
+        values: &'a [String],
         pattern: &'a Pattern,
     },
     Persist {
@@ -132,22 +52,29 @@ pub fn patterns_match<'a>(rule: &'a Rule, dl: &'a DeadLetter) -> Result<(), Mism
     if let Some(never) = &p.never {
         return Err(Mismatch::Never(never));
     }
-    for field in Field::ALL {
-        if let Some(pattern) = field.pattern(p) {
-            let value = field.value(dl);
-            if !pattern.matches(value) {
-                return Err(Mismatch::Field {
-                    field,
-                    value,
-                    pattern,
-                });
+    for &field in Field::text() {
+        let Some(pattern) = p.text(field) else {
+            continue;
+        };
+        match field.values(dl) {
+            Values::One(value) => {
+                if !pattern.matches(value) {
+                    return Err(Mismatch::Field {
+                        field,
+                        value,
+                        pattern,
+                    });
+                }
             }
-        }
-    }
-    if let Some(pattern) = &p.rkey {
-        let keys = rkeys(dl);
-        if !keys.iter().any(|k| pattern.matches(k)) {
-            return Err(Mismatch::RKey { keys, pattern });
+            Values::Many(values) => {
+                if !values.iter().any(|v| pattern.matches(v)) {
+                    return Err(Mismatch::AnyField {
+                        field,
+                        values,
+                        pattern,
+                    });
+                }
+            }
         }
     }
     if let Some(wanted) = p.persist
@@ -225,12 +152,22 @@ impl fmt::Display for Mismatch<'_> {
                 Escaped(value),
                 pattern.source()
             ),
-            Mismatch::RKey { keys, pattern } => {
-                let keys: Vec<String> = keys.iter().map(|k| format!("'{}'", Escaped(k))).collect();
+            Mismatch::AnyField {
+                field,
+                values,
+                pattern,
+            } => {
+                let noun = match field.kind() {
+                    Kind::AnyText(_, noun) => noun,
+                    _ => "value",
+                };
+                let values: Vec<String> =
+                    values.iter().map(|k| format!("'{}'", Escaped(k))).collect();
                 write!(
                     f,
-                    "RKEY: no routing key of [{}] matches '{}'",
-                    keys.join(", "),
+                    "{}: no {noun} of [{}] matches '{}'",
+                    field.keyword(),
+                    values.join(", "),
                     pattern.source()
                 )
             }

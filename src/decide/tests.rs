@@ -8,11 +8,23 @@ use proptest::prelude::*;
 use super::*;
 use crate::message::{FieldTable, Message, Properties, RETRIES_HEADER, Value};
 use crate::rules::{
-    DelaySchedule, Forward, Pattern, Patterns, Retry, SizeBound, Table, Template, TemplatePart,
+    DelaySchedule, Field, Forward, Pattern, Patterns, Retry, SizeBound, Table, Template,
+    TemplatePart,
 };
 
 pub(crate) fn re(s: &str) -> Pattern {
     Pattern::Regex(regex::Regex::new(s).expect("test regex").into())
+}
+
+/// The text patterns of a rule, by field.
+pub(crate) fn text<const N: usize>(
+    fields: [(Field, Option<Pattern>); N],
+) -> [Option<Pattern>; crate::rules::field::TEXT] {
+    let mut p = Patterns::default();
+    for (f, pattern) in fields {
+        p.set_text(f, pattern);
+    }
+    p.text
 }
 
 pub(crate) fn g(s: &str) -> Option<Pattern> {
@@ -55,8 +67,7 @@ pub(crate) fn spec_table() -> Table {
             rule(
                 5,
                 Patterns {
-                    reason: g("maxlen"),
-                    destq: g("orders.*"),
+                    text: text([(Field::Reason, g("maxlen")), (Field::DestQ, g("orders.*"))]),
                     ..Default::default()
                 },
                 Action::Retry(Retry {
@@ -72,8 +83,7 @@ pub(crate) fn spec_table() -> Table {
             rule(
                 6,
                 Patterns {
-                    reason: g("maxlen"),
-                    destq: g("orders.*"),
+                    text: text([(Field::Reason, g("maxlen")), (Field::DestQ, g("orders.*"))]),
                     ..Default::default()
                 },
                 Action::Forward(Forward {
@@ -85,7 +95,7 @@ pub(crate) fn spec_table() -> Table {
             rule(
                 9,
                 Patterns {
-                    reason: g("rejected"),
+                    text: text([(Field::Reason, g("rejected"))]),
                     persist: Some(true),
                     ..Default::default()
                 },
@@ -94,7 +104,7 @@ pub(crate) fn spec_table() -> Table {
                     delay: DelaySchedule {
                         steps: secs(&[1, 2, 3, 5, 8, 24]),
                         backoff: 1.0,
-                        max: Duration::from_secs(240),
+                        max: Duration::from_secs(24),
                     },
                     put_authority: Default::default(),
                 }),
@@ -102,7 +112,7 @@ pub(crate) fn spec_table() -> Table {
             rule(
                 10,
                 Patterns {
-                    reason: g("expired"),
+                    text: text([(Field::Reason, g("expired"))]),
                     ..Default::default()
                 },
                 Action::Discard { archive: None },
@@ -118,7 +128,7 @@ pub(crate) fn spec_table() -> Table {
             rule(
                 12,
                 Patterns {
-                    destq: Some(re(r"^billing\.(eu|us)$")),
+                    text: text([(Field::DestQ, Some(re(r"^billing\.(eu|us)$")))]),
                     ..Default::default()
                 },
                 Action::Forward(Forward {
@@ -183,6 +193,25 @@ fn retry(queue: &str, delay: u64, attempt: u32) -> Outcome {
         attempt,
         keep_user_id: false,
     }
+}
+
+/// `spec_table` is what the parser makes of rules/spec-example.rules (lines aside).
+#[test]
+fn the_spec_table_is_the_parsed_example() {
+    let checked = crate::rules::check_source(
+        "spec-example.rules",
+        include_str!("../../rules/spec-example.rules"),
+    );
+    let parsed = checked.table.expect("the example parses");
+    let want = spec_table();
+    assert_eq!(parsed.control, want.control);
+    let parts = |t: &Table| -> Vec<(Patterns, Action)> {
+        t.rules
+            .iter()
+            .map(|r| (r.patterns.clone(), r.action.clone()))
+            .collect()
+    };
+    assert_eq!(parts(&parsed), parts(&want));
 }
 
 #[test]
@@ -434,16 +463,17 @@ fn headers_size_rkey_and_properties() {
             rule(
                 3,
                 Patterns {
-                    rkey: Some(re("^orders\\.(eu|us)\\.key$")),
-                    msgid: g("m?"),
+                    text: text([
+                        (Field::RKey, Some(re("^orders\\.(eu|us)\\.key$"))),
+                        (Field::MsgId, g("m?")),
+                    ]),
                     ..Default::default()
                 },
             ),
             rule(
                 4,
                 Patterns {
-                    appid: g(""),
-                    replyto: g("replies"),
+                    text: text([(Field::AppId, g("")), (Field::ReplyTo, g("replies"))]),
                     ..Default::default()
                 },
             ),
@@ -479,7 +509,7 @@ fn unicode_word_boundary_regex_falls_back_correctly() {
         rules: vec![Rule {
             line: 1,
             patterns: Patterns {
-                destq: Some(re(r"\bcafé\b")),
+                text: text([(Field::DestQ, Some(re(r"\bcafé\b")))]),
                 ..Default::default()
             },
             action: Action::Leave,
@@ -526,7 +556,7 @@ fn an_mq_only_pattern_keyword_makes_its_rule_never_match() {
                 line: 2,
                 patterns: Patterns {
                     never: Some(never_destqm()),
-                    destq: g("orders"),
+                    text: text([(Field::DestQ, g("orders"))]),
                     ..Default::default()
                 },
                 action: Action::Leave,
@@ -655,12 +685,14 @@ fn arb_rule() -> impl Strategy<Value = Rule> {
             |((destq, destex, rkey, reason, persist, appid), hdr, size, retry, never)| Rule {
                 line: 0,
                 patterns: Patterns {
-                    destq,
-                    destex,
-                    rkey,
-                    reason,
+                    text: text([
+                        (Field::DestQ, destq),
+                        (Field::DestEx, destex),
+                        (Field::RKey, rkey),
+                        (Field::Reason, reason),
+                        (Field::AppId, appid),
+                    ]),
                     persist,
-                    appid,
                     headers: hdr.map(|p| vec![("h".to_string(), p)]).unwrap_or_default(),
                     size: size.map(|(gt, n)| {
                         if gt {
@@ -670,7 +702,6 @@ fn arb_rule() -> impl Strategy<Value = Rule> {
                         }
                     }),
                     never,
-                    ..Default::default()
                 },
                 action: match retry {
                     Some(limit) => Action::Retry(Retry {

@@ -17,9 +17,7 @@ use super::columns::{self, Column};
 use crate::dead_letter::DeadLetter;
 use crate::decide::{Decider, Decision, Outcome};
 use crate::escape;
-use crate::rules::{
-    Action, ForwardTarget, PutAuthority, Rule, SizeBound, Template, TemplatePart, Var,
-};
+use crate::rules::Rule;
 
 /// One message's decision, as the report prints it.
 pub struct Entry<'a> {
@@ -333,120 +331,14 @@ pub fn text_summary<W: Write>(out: &mut W, decider: &Decider, s: &Summary) -> io
 /// The longest rule text the summary prints; longer ones end in `...`.
 const RULE_TEXT_MAX: usize = 90;
 
-/// A rule written back in rules-file syntax (canonical keyword order, defaults left
-/// out), shortened for the summary.
+/// A rule written back in rules-file syntax (its `Display`: canonical keyword order,
+/// defaults left out), shortened for the summary.
 pub fn rule_text(rule: &Rule) -> String {
-    use crate::decide::matching::Field;
-    let p = &rule.patterns;
-    let mut parts: Vec<String> = Vec::new();
-    let kw = |k: &str, v: &str| format!("{k}({})", quote(v));
-    for field in Field::ALL {
-        if let Some(pat) = field.pattern(p) {
-            parts.push(kw(field.keyword(), &pat.source()));
-        }
-    }
-    if let Some(pat) = &p.rkey {
-        parts.push(kw("RKEY", &pat.source()));
-    }
-    if let Some(yes) = p.persist {
-        parts.push(format!("PERSIST({})", if yes { "YES" } else { "NO" }));
-    }
-    for (name, pat) in &p.headers {
-        parts.push(kw("HDR", &format!("{name}={}", pat.source())));
-    }
-    match p.size {
-        Some(SizeBound::Greater(n)) => parts.push(format!("SIZE(>{n})")),
-        Some(SizeBound::Less(n)) => parts.push(format!("SIZE(<{n})")),
-        None => {}
-    }
-    if let Some(n) = &p.never {
-        parts.push(kw(n.keyword, &n.value));
-    }
-    match &rule.action {
-        Action::Retry(r) => {
-            parts.push("ACTION(RETRY)".into());
-            parts.push(match r.limit {
-                Some(n) => format!("RETRY({n})"),
-                None => "RETRY(*)".into(),
-            });
-            let steps: Vec<String> = r
-                .delay
-                .steps
-                .iter()
-                .map(|d| humantime::format_duration(*d).to_string())
-                .collect();
-            if r.delay.steps.iter().any(|d| !d.is_zero()) {
-                parts.push(format!("DELAY({})", steps.join(",")));
-            }
-            if r.delay.backoff != 1.0 {
-                parts.push(format!("BACKOFF({})", r.delay.backoff));
-            }
-            if r.put_authority == PutAuthority::Ctx {
-                parts.push("PUTAUT(CTX)".into());
-            }
-        }
-        Action::Forward(f) => {
-            parts.push("ACTION(FWD)".into());
-            match &f.target {
-                ForwardTarget::Queue(q) => parts.push(kw("FWDQ", &template(q))),
-                ForwardTarget::Exchange {
-                    exchange,
-                    routing_key,
-                } => {
-                    parts.push(kw("FWDEX", &template(exchange)));
-                    if let Some(k) = routing_key {
-                        parts.push(kw("FWDRKEY", &template(k)));
-                    }
-                }
-            }
-            if !f.keep_headers {
-                parts.push("HEADER(NO)".into());
-            }
-            if f.put_authority == PutAuthority::Ctx {
-                parts.push("PUTAUT(CTX)".into());
-            }
-        }
-        Action::Discard { archive } => {
-            parts.push("ACTION(DISCARD)".into());
-            if let Some(a) = archive {
-                parts.push(kw("ARCHIVE", &a.display().to_string()));
-            }
-        }
-        Action::Leave => parts.push("ACTION(IGNORE)".into()),
-    }
-    let text = parts.join(" ");
+    let text = rule.to_string();
     if text.chars().count() > RULE_TEXT_MAX {
         let cut: String = text.chars().take(RULE_TEXT_MAX - 3).collect();
         format!("{cut}...")
     } else {
         text
     }
-}
-
-/// A value as a rules file would need it written: quoted when it has `(`, `)`, `'`,
-/// a blank or a comma (regexes between slashes may hold parentheses as they are).
-fn quote(v: &str) -> String {
-    let is_regex = v.len() >= 2 && v.starts_with('/') && v.ends_with('/');
-    if !is_regex && v.contains(['(', ')', '\'', ' ', ',']) {
-        format!("'{}'", v.replace('\'', "''"))
-    } else {
-        v.to_string()
-    }
-}
-
-fn template(t: &Template) -> String {
-    t.parts
-        .iter()
-        .map(|p| match p {
-            TemplatePart::Literal(s) => s.clone(),
-            TemplatePart::Var(v) => match v {
-                Var::DestQ => "&DESTQ",
-                Var::DestEx => "&DESTEX",
-                Var::RKey => "&RKEY",
-                Var::Reason => "&REASON",
-                Var::ReplyTo => "&REPLYTO",
-            }
-            .to_string(),
-        })
-        .collect()
 }

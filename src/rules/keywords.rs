@@ -1,27 +1,18 @@
 //! The vocabulary of the rules language: every keyword, its aliases, and what kind of
 //! keyword it is (control data, pattern, action, or an MQ-only keyword with no AMQP meaning).
+//! The control keywords are defined in [`crate::rules::control`], the pattern keywords in
+//! [`crate::rules::field`]; this table gathers them.
+
+use crate::rules::control::ControlKw;
+use crate::rules::field::Field;
 
 /// A keyword, after aliases are resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kw {
-    // Control data.
-    InputQ,
-    RetryInt,
-    Wait,
-    // Patterns.
-    DestQ,
-    DestEx,
-    RKey,
-    Reason,
-    Persist,
-    AppId,
-    UserId,
-    Type,
-    ContentType,
-    MsgId,
-    ReplyTo,
-    Hdr,
-    Size,
+    /// Control data: [`ControlKw`] defines them.
+    Control(ControlKw),
+    /// Patterns: [`Field`] defines them.
+    Pattern(Field),
     // Actions.
     Action,
     Retry,
@@ -50,29 +41,8 @@ pub enum Class {
     MqOnly,
 }
 
-/// Every spelling the language accepts, upper case, with its meaning.
-/// Aliases come from runmqdlq (`APPLNAME`, `MSGTYPE`, `REPLYQ`, `FORMAT`).
-pub const KEYWORDS: &[(&str, Kw)] = &[
-    ("INPUTQ", Kw::InputQ),
-    ("RETRYINT", Kw::RetryInt),
-    ("WAIT", Kw::Wait),
-    ("DESTQ", Kw::DestQ),
-    ("DESTEX", Kw::DestEx),
-    ("RKEY", Kw::RKey),
-    ("REASON", Kw::Reason),
-    ("PERSIST", Kw::Persist),
-    ("APPID", Kw::AppId),
-    ("APPLNAME", Kw::AppId),
-    ("USERID", Kw::UserId),
-    ("TYPE", Kw::Type),
-    ("MSGTYPE", Kw::Type),
-    ("CONTENTTYPE", Kw::ContentType),
-    ("FORMAT", Kw::ContentType),
-    ("MSGID", Kw::MsgId),
-    ("REPLYTO", Kw::ReplyTo),
-    ("REPLYQ", Kw::ReplyTo),
-    ("HDR", Kw::Hdr),
-    ("SIZE", Kw::Size),
+/// The action keywords.
+const ACTION_KEYWORDS: &[(&str, Kw)] = &[
     ("ACTION", Kw::Action),
     ("RETRY", Kw::Retry),
     ("DELAY", Kw::Delay),
@@ -84,15 +54,24 @@ pub const KEYWORDS: &[(&str, Kw)] = &[
     ("HEADER", Kw::Header),
     ("ARCHIVE", Kw::Archive),
     ("PUTAUT", Kw::PutAut),
-    // runmqdlq keywords that name MQ concepts AMQP does not have.
-    ("INPUTQM", Kw::MqOnly("INPUTQM")),
-    ("DESTQM", Kw::MqOnly("DESTQM")),
-    ("REPLYQM", Kw::MqOnly("REPLYQM")),
-    ("FWDQM", Kw::MqOnly("FWDQM")),
-    ("APPLTYPE", Kw::MqOnly("APPLTYPE")),
-    ("APPLIDAT", Kw::MqOnly("APPLIDAT")),
-    ("FEEDBACK", Kw::MqOnly("FEEDBACK")),
 ];
+
+/// runmqdlq keywords that name MQ concepts AMQP does not have.
+const MQ_ONLY: &[&str] = &[
+    "INPUTQM", "DESTQM", "REPLYQM", "FWDQM", "APPLTYPE", "APPLIDAT", "FEEDBACK",
+];
+
+/// Every spelling the language accepts, upper case, with its meaning: control data,
+/// pattern fields (with runmqdlq's aliases: `APPLNAME`, `MSGTYPE`, `REPLYQ`, `FORMAT`),
+/// actions, then the MQ-only keywords.
+pub fn spellings() -> impl Iterator<Item = (&'static str, Kw)> {
+    ControlKw::ALL
+        .into_iter()
+        .map(|k| (k.name(), Kw::Control(k)))
+        .chain(Field::spellings().map(|(s, f)| (s, Kw::Pattern(f))))
+        .chain(ACTION_KEYWORDS.iter().copied())
+        .chain(MQ_ONLY.iter().map(|&n| (n, Kw::MqOnly(n))))
+}
 
 /// Why an MQ-only keyword has no meaning here, for the warning.
 pub fn mq_only_reason(name: &str) -> &'static str {
@@ -133,29 +112,16 @@ pub fn lookup(name: &str) -> Option<Kw> {
         *b = c.to_ascii_uppercase();
     }
     let upper = &buf[..bytes.len()];
-    KEYWORDS
-        .iter()
+    spellings()
         .find(|(k, _)| k.len() == upper.len() && k.as_bytes() == upper)
-        .map(|&(_, kw)| kw)
+        .map(|(_, kw)| kw)
 }
 
 impl Kw {
     pub fn class(self) -> Class {
         match self {
-            Kw::InputQ | Kw::RetryInt | Kw::Wait => Class::Control,
-            Kw::DestQ
-            | Kw::DestEx
-            | Kw::RKey
-            | Kw::Reason
-            | Kw::Persist
-            | Kw::AppId
-            | Kw::UserId
-            | Kw::Type
-            | Kw::ContentType
-            | Kw::MsgId
-            | Kw::ReplyTo
-            | Kw::Hdr
-            | Kw::Size => Class::Pattern,
+            Kw::Control(_) => Class::Control,
+            Kw::Pattern(_) => Class::Pattern,
             Kw::Action
             | Kw::Retry
             | Kw::Delay
@@ -174,8 +140,10 @@ impl Kw {
     /// The canonical name.
     pub fn name(self) -> &'static str {
         match self {
+            Kw::Control(k) => k.name(),
+            Kw::Pattern(f) => f.keyword(),
             Kw::MqOnly(n) => n,
-            kw => KEYWORDS
+            kw => ACTION_KEYWORDS
                 .iter()
                 .find(|&&(_, k)| k == kw)
                 .map(|&(n, _)| n)
@@ -185,26 +153,13 @@ impl Kw {
 
     /// True for the keywords whose value may be a `/regex/` (it may contain parentheses).
     pub fn takes_regex(self) -> bool {
-        matches!(
-            self,
-            Kw::DestQ
-                | Kw::DestEx
-                | Kw::RKey
-                | Kw::Reason
-                | Kw::AppId
-                | Kw::UserId
-                | Kw::Type
-                | Kw::ContentType
-                | Kw::MsgId
-                | Kw::ReplyTo
-                | Kw::Hdr
-        )
+        matches!(self, Kw::Pattern(f) if f.takes_regex())
     }
 }
 
 /// The closest known keyword to a misspelt one, if any is close enough.
 pub fn suggest(name: &str) -> Option<&'static str> {
-    closest(name, KEYWORDS.iter().map(|&(k, _)| k))
+    closest(name, spellings().map(|(k, _)| k))
 }
 
 /// The closest candidate (compared case-insensitively), when it is close enough to be a typo.

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use crate::rules::diagnostic::{Diagnostic, Span};
+use crate::rules::field::{Field, Kind};
 use crate::rules::lower::RuleSpans;
 use crate::rules::pattern::Pattern;
 use crate::rules::table::*;
@@ -95,45 +96,15 @@ pub fn lint(table: &Table, spans: &[RuleSpans], input_queue: Option<Span>) -> Ve
     out
 }
 
-/// The string-valued pattern fields, in a fixed order (bit `i` of a mask is field `i`).
-fn string_fields(p: &Patterns) -> [&Option<Pattern>; 10] {
-    [
-        &p.destq,
-        &p.destex,
-        &p.rkey,
-        &p.reason,
-        &p.appid,
-        &p.userid,
-        &p.msg_type,
-        &p.content_type,
-        &p.msgid,
-        &p.replyto,
-    ]
-}
-
-const PERSIST_BIT: u16 = 1 << 10;
-const SIZE_BIT: u16 = 1 << 11;
-const HEADERS_BIT: u16 = 1 << 12;
-
-/// Which fields a rule constrains. An earlier rule can subsume a later one only when
-/// it constrains a subset of the later one's fields.
-fn mask(p: &Patterns) -> u16 {
-    let mut m = 0u16;
-    for (i, f) in string_fields(p).iter().enumerate() {
-        if f.as_ref().is_some_and(|f| !f.matches_everything()) {
-            m |= 1 << i;
-        }
-    }
-    if p.persist.is_some() {
-        m |= PERSIST_BIT;
-    }
-    if p.size.is_some() {
-        m |= SIZE_BIT;
-    }
-    if !p.headers.is_empty() {
-        m |= HEADERS_BIT;
-    }
-    m
+/// Which fields a rule constrains, bit `i` for `Field::ALL[i]`. An earlier rule can
+/// subsume a later one only when it constrains a subset of the later one's fields.
+fn mask(p: &Patterns) -> u32 {
+    const _: () = assert!(Field::ALL.len() <= 32, "a field mask is a u32");
+    Field::ALL
+        .iter()
+        .enumerate()
+        .filter(|&(_, &f)| p.constrains(f))
+        .fold(0, |m, (i, _)| m | 1 << i)
 }
 
 /// Earlier rules that never give up, grouped by the fields they constrain and keyed
@@ -141,13 +112,13 @@ fn mask(p: &Patterns) -> u16 {
 /// a later rule does not compare it with every earlier rule (10,000-rule files).
 #[derive(Default)]
 struct ShadowIndex {
-    groups: Vec<(u16, Group)>,
+    groups: Vec<(u32, Group)>,
 }
 
 #[derive(Default)]
 struct Group {
     /// The first text field in the mask, if any.
-    key: Option<usize>,
+    key: Option<Field>,
     /// By literal value of the key field.
     literal: HashMap<String, Vec<usize>>,
     /// By a literal prefix every value the key field's pattern matches must start with.
@@ -188,7 +159,11 @@ impl ShadowIndex {
         let at = match self.groups.iter().position(|(gm, _)| *gm == m) {
             Some(at) => at,
             None => {
-                let key = (0..10).find(|b| m & (1 << b) != 0);
+                let key = Field::text()
+                    .iter()
+                    .enumerate()
+                    .find(|&(b, _)| m & (1 << b) != 0)
+                    .map(|(_, &f)| f);
                 self.groups.push((
                     m,
                     Group {
@@ -200,7 +175,7 @@ impl ShadowIndex {
             }
         };
         let g = &mut self.groups[at].1;
-        let pattern = g.key.and_then(|k| string_fields(p)[k].as_ref());
+        let pattern = g.key.and_then(|k| p.text(k));
         match pattern {
             Some(Pattern::Literal(t)) => g.literal.entry(t.clone()).or_default().push(i),
             Some(Pattern::Glob(t)) => {
@@ -231,7 +206,7 @@ impl ShadowIndex {
             if gm & !bm != 0 {
                 continue;
             }
-            let key_pattern = g.key.and_then(|k| string_fields(b)[k].as_ref());
+            let key_pattern = g.key.and_then(|k| b.text(k));
             match key_pattern {
                 Some(Pattern::Literal(t)) => {
                     g.other.iter().copied().for_each(&mut consider);
@@ -331,26 +306,19 @@ fn gives_up(rule: &Rule) -> bool {
 /// (an MQ-only pattern keyword) subsumes nothing.
 pub fn subsumes(a: &Patterns, b: &Patterns) -> bool {
     a.never.is_none()
-        && field(&a.destq, &b.destq)
-        && field(&a.destex, &b.destex)
-        && field(&a.rkey, &b.rkey)
-        && field(&a.reason, &b.reason)
-        && field(&a.appid, &b.appid)
-        && field(&a.userid, &b.userid)
-        && field(&a.msg_type, &b.msg_type)
-        && field(&a.content_type, &b.content_type)
-        && field(&a.msgid, &b.msgid)
-        && field(&a.replyto, &b.replyto)
-        && (a.persist.is_none() || a.persist == b.persist)
-        && size(a.size, b.size)
-        && a.headers.iter().all(|(name, pa)| {
-            b.headers
-                .iter()
-                .any(|(nb, pb)| nb == name && pattern_subsumes(pa, pb))
+        && Field::ALL.iter().all(|&f| match f.kind() {
+            Kind::Text(_) | Kind::AnyText(..) => field(a.text(f), b.text(f)),
+            Kind::Flag(_) => a.persist.is_none() || a.persist == b.persist,
+            Kind::Size => size(a.size, b.size),
+            Kind::Header => a.headers.iter().all(|(name, pa)| {
+                b.headers
+                    .iter()
+                    .any(|(nb, pb)| nb == name && pattern_subsumes(pa, pb))
+            }),
         })
 }
 
-fn field(a: &Option<Pattern>, b: &Option<Pattern>) -> bool {
+fn field(a: Option<&Pattern>, b: Option<&Pattern>) -> bool {
     match (a, b) {
         (None, _) => true,
         (Some(a), _) if a.matches_everything() => true,
@@ -499,11 +467,12 @@ mod tests {
             .enumerate()
             .map(|(n, &(d, r, a, limited))| Rule {
                 line: n as u32 + 1,
-                patterns: Patterns {
-                    destq: pat(d),
-                    reason: pat(r),
-                    appid: pat(a),
-                    ..Patterns::default()
+                patterns: {
+                    let mut p = Patterns::default();
+                    p.set_text(Field::DestQ, pat(d));
+                    p.set_text(Field::Reason, pat(r));
+                    p.set_text(Field::AppId, pat(a));
+                    p
                 },
                 action: Action::Retry(Retry {
                     limit: limited.then_some(3),

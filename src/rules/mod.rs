@@ -1,7 +1,10 @@
 //! The rules language: syntax (nom, with positions) → lowering (validation, compiled
 //! patterns) → the typed [`Table`]; diagnostics as data; lint warnings.
 
+pub mod control;
 pub mod diagnostic;
+pub mod display;
+pub mod field;
 pub mod keywords;
 pub mod lint;
 pub mod lower;
@@ -10,6 +13,7 @@ pub mod syntax;
 pub mod table;
 
 pub use diagnostic::Diagnostic;
+pub use field::Field;
 pub use pattern::Pattern;
 pub use table::*;
 

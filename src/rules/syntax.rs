@@ -12,6 +12,7 @@ use nom::bytes::complete::{take_till, take_while, take_while1};
 use nom::{IResult, Parser};
 
 use crate::rules::diagnostic::{Diagnostic, Span};
+use crate::rules::field::Field;
 use crate::rules::keywords::{self, Kw};
 
 /// A parsed rules source: its entries (one per logical line) and its syntax errors.
@@ -321,7 +322,7 @@ fn value<'a>(
 
     // Where a regex may start: at the value's start, or after `name=` for HDR.
     let regex_start = match known {
-        Some(Kw::Hdr) => {
+        Some(Kw::Pattern(Field::Hdr)) => {
             let name_end = body.find(['=', ')', '(', '\'']).unwrap_or(body.len());
             if body[name_end..].starts_with('=') {
                 let after = &body[name_end + 1..];

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::rules::field::{self, Field, Kind};
 use crate::rules::pattern::Pattern;
 
 /// A whole rules file, validated: optional control data and the rules in order.
@@ -47,7 +48,7 @@ pub enum Wait {
 }
 
 /// One rule: where it is written, what it matches, what it does.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
     /// 1-based line on which the rule starts.
     pub line: u32,
@@ -56,20 +57,13 @@ pub struct Rule {
 }
 
 /// The pattern keywords of a rule. `None` (or an empty `headers`) matches anything.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Patterns {
-    pub destq: Option<Pattern>,
-    pub destex: Option<Pattern>,
-    /// Matches when any of the message's routing keys matches.
-    pub rkey: Option<Pattern>,
-    pub reason: Option<Pattern>,
+    /// The text patterns, one slot per text field ([`Field::slot`]): `DESTQ`, `RKEY`
+    /// (matches when any of the message's routing keys matches), … Read and set them
+    /// with [`Patterns::text`] and [`Patterns::set_text`].
+    pub text: [Option<Pattern>; field::TEXT],
     pub persist: Option<bool>,
-    pub appid: Option<Pattern>,
-    pub userid: Option<Pattern>,
-    pub msg_type: Option<Pattern>,
-    pub content_type: Option<Pattern>,
-    pub msgid: Option<Pattern>,
-    pub replyto: Option<Pattern>,
     /// `HDR(name=pattern)`, all must match; an absent header never matches.
     pub headers: Vec<(String, Pattern)>,
     pub size: Option<SizeBound>,
@@ -103,20 +97,44 @@ impl std::fmt::Display for NeverMatches {
 }
 
 impl Patterns {
+    /// The pattern of a text field, if the rule has one (`None` for other fields).
+    pub fn text(&self, field: Field) -> Option<&Pattern> {
+        field.slot().and_then(|i| self.text[i].as_ref())
+    }
+
+    /// Set (or clear) the pattern of a text field; other fields have no text pattern,
+    /// and setting one is a mistake that is ignored.
+    pub fn set_text(&mut self, field: Field, pattern: Option<Pattern>) {
+        debug_assert!(field.slot().is_some(), "{field:?} takes no text pattern");
+        if let Some(i) = field.slot() {
+            self.text[i] = pattern;
+        }
+    }
+
+    /// The same patterns with `field`'s text pattern set (for building tables in code).
+    pub fn with(mut self, field: Field, pattern: Pattern) -> Self {
+        self.set_text(field, Some(pattern));
+        self
+    }
+
+    /// Whether the rule constrains `field`: a text pattern other than `*`, a PERSIST, an
+    /// HDR or a SIZE.
+    pub fn constrains(&self, field: Field) -> bool {
+        match field.kind() {
+            Kind::Text(_) | Kind::AnyText(..) => {
+                self.text(field).is_some_and(|p| !p.matches_everything())
+            }
+            Kind::Flag(_) => self.persist.is_some(),
+            Kind::Header => !self.headers.is_empty(),
+            Kind::Size => self.size.is_some(),
+        }
+    }
+
     /// True when no pattern is set: the rule matches every message.
     pub fn is_catch_all(&self) -> bool {
         self.never.is_none()
-            && self.destq.is_none()
-            && self.destex.is_none()
-            && self.rkey.is_none()
-            && self.reason.is_none()
+            && self.text.iter().all(Option::is_none)
             && self.persist.is_none()
-            && self.appid.is_none()
-            && self.userid.is_none()
-            && self.msg_type.is_none()
-            && self.content_type.is_none()
-            && self.msgid.is_none()
-            && self.replyto.is_none()
             && self.headers.is_empty()
             && self.size.is_none()
     }
@@ -210,6 +228,16 @@ pub struct DelaySchedule {
     pub steps: Vec<Duration>,
     pub backoff: f64,
     pub max: Duration,
+}
+
+impl DelaySchedule {
+    /// `MAXDELAY` when none is given: 10 × the first delay, or the largest step if that
+    /// is longer.
+    pub fn default_max(steps: &[Duration]) -> Duration {
+        let first = steps.first().copied().unwrap_or(Duration::ZERO);
+        let largest = steps.iter().copied().max().unwrap_or(Duration::ZERO);
+        first.saturating_mul(10).max(largest)
+    }
 }
 
 impl Default for DelaySchedule {
