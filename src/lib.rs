@@ -25,6 +25,7 @@ pub mod metrics_server;
 pub mod observer;
 pub mod outgoing;
 pub mod progress;
+pub mod rate_limit;
 pub mod rules;
 pub mod shutdown;
 pub mod stage;
