@@ -124,6 +124,20 @@ pub struct RunArgs {
     /// Append every action carried out to FILE, one JSON line each.
     #[arg(long, value_name = "FILE")]
     pub audit: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// How fast and how many: shared by `run` and `publish`.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct LimitArgs {
+    /// Take messages at most this fast: N/s or N/min (e.g. 200/s, 30/min).
+    #[arg(long, value_name = "N/s|N/min")]
+    pub rate: Option<crate::rate_limit::Rate>,
+    /// Handle at most N messages, then stop cleanly (what is not handled stays where it
+    /// is). `--once --max N` is a canary: N messages, then the summary.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max: Option<u64>,
 }
 
 #[derive(Debug, Args)]

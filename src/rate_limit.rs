@@ -52,9 +52,7 @@ impl FromStr for Rate {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim();
-        let (n, unit) = t
-            .split_once('/')
-            .ok_or_else(|| RateError::Form(s.into()))?;
+        let (n, unit) = t.split_once('/').ok_or_else(|| RateError::Form(s.into()))?;
         let per = match unit.trim() {
             "s" | "sec" | "second" => Per::Second,
             "min" | "minute" => Per::Minute,
@@ -165,7 +163,18 @@ mod tests {
         assert_eq!(r.interval(), ms(2_000));
         assert_eq!(r.to_string(), "30/min");
         assert_eq!("7/sec".parse::<Rate>().unwrap().count, 7);
-        for bad in ["", "200", "/s", "0/s", "-1/s", "1.5/s", "5/h", "5/", "x/s", "2000000/s"] {
+        for bad in [
+            "",
+            "200",
+            "/s",
+            "0/s",
+            "-1/s",
+            "1.5/s",
+            "5/h",
+            "5/",
+            "x/s",
+            "2000000/s",
+        ] {
             assert!(bad.parse::<Rate>().is_err(), "{bad:?} is refused");
         }
         assert!(matches!("0/s".parse::<Rate>(), Err(RateError::Count(_))));
@@ -217,7 +226,10 @@ mod tests {
         // ... and never faster than the rate over any second.
         for (i, at) in t.iter().enumerate() {
             let in_a_second = t[i..].iter().take_while(|x| **x < *at + ms(1_000)).count();
-            assert!(in_a_second <= 100 + 3, "{in_a_second} within a second from {at:?}");
+            assert!(
+                in_a_second <= 100 + 3,
+                "{in_a_second} within a second from {at:?}"
+            );
         }
     }
 

@@ -65,6 +65,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .connect_deadline
             .or(args.once.then_some(ONCE_CONNECT_DEADLINE)),
         observer: observer.clone(),
+        limits: limits(&args),
     };
     let once = args.once;
     let runtime = runtime().context("cannot start the async runtime")?;
@@ -117,6 +118,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         _ => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// The run's limits: `--rate` and `--max`. (A RATE() in the rules file goes under
+/// them here, with [`daemon::Limits::over`], when the rules language has it.)
+fn limits(args: &RunArgs) -> daemon::Limits {
+    let flags = daemon::Limits {
+        rate: args.limits.rate,
+        max: args.limits.max,
+    };
+    if let Some(rate) = flags.rate {
+        info!(rate = %rate, "paced: at most {rate} taken from the DLQ");
+    }
+    flags
 }
 
 /// The runtime `dlqd run` works on. lapin does its socket I/O on a thread of its own;

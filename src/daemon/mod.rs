@@ -21,6 +21,14 @@
 //!
 //! The command hands the daemon a [`Control`] channel: `Stop` finishes what is in flight
 //! (at most 8 s) and hands the rest back to the broker; `Reload` swaps the table.
+//!
+//! # Limits
+//!
+//! [`Limits`] pace the DLQ loop (`--rate`: a delivery is taken, decided and acted on no
+//! faster than the [`Pacer`] allows, the consumer's prefetch cut to a second of the
+//! rate so no more than that waits unacknowledged) and bound it (`--max N`: after the
+//! N-th delivery taken, the run stops as a stop does: what is in flight is finished,
+//! every delivery not acted on goes back to the DLQ).
 
 mod archive;
 pub mod confirms;
@@ -42,6 +50,7 @@ use crate::escape::Escaped;
 use crate::message::Message;
 use crate::observer::{ActionEvent, Observer};
 use crate::outgoing::{self, ForwardInfo};
+use crate::rate_limit::{Pacer, Rate};
 use crate::rules::{Table, Wait};
 use crate::stage;
 
@@ -99,6 +108,29 @@ pub struct Config {
     pub give_up_after: Option<Duration>,
     /// Where actions, connection state and depth are reported (metrics, audit, progress).
     pub observer: Observer,
+    /// How fast and how many (`--rate`, `--max`).
+    pub limits: Limits,
+}
+
+/// How fast a run takes messages from the DLQ and how many: the settings behind `--rate`
+/// and `--max`, kept apart from where they come from so that a value from the rules
+/// file can be put under the flags' ([`Limits::over`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Take a delivery from the DLQ at most this fast.
+    pub rate: Option<Rate>,
+    /// Take at most this many deliveries from the DLQ, then stop.
+    pub max: Option<u64>,
+}
+
+impl Limits {
+    /// These limits, each one not set here taken from `under` (the flags over the file).
+    pub fn over(self, under: Limits) -> Limits {
+        Limits {
+            rate: self.rate.or(under.rate),
+            max: self.max.or(under.max),
+        }
+    }
 }
 
 /// What the command asks of a running daemon.
@@ -132,6 +164,7 @@ pub async fn run(
     let retry_interval = stage::retry_interval(table.control.retry_interval);
     let (stop_tx, _) = watch::channel(false);
     let (ri_tx, _) = watch::channel(retry_interval);
+    let pacer = config.limits.rate.map(Pacer::new);
     let mut daemon = Daemon {
         retry_interval,
         wait: effective_wait(&config, &table),
@@ -146,6 +179,9 @@ pub async fn run(
         run_id: new_pass_id(),
         summary: Summary::default(),
         progress_at: Instant::now(),
+        pacer,
+        origin: tokio::time::Instant::now(),
+        taken: 0,
     };
     daemon.run().await?;
     Ok(daemon.summary)
@@ -195,6 +231,11 @@ struct Daemon {
     summary: Summary,
     /// When the last progress line was written (see [`PROGRESS_EVERY`]).
     progress_at: Instant,
+    /// `--rate`: when the next delivery may be taken (times since `origin`).
+    pacer: Option<Pacer>,
+    origin: tokio::time::Instant,
+    /// Deliveries taken from the DLQ in this run (for `--max`).
+    taken: u64,
 }
 
 /// How one consumption of the DLQ ended.
@@ -392,8 +433,7 @@ impl Daemon {
                 if !self.stopping {
                     info!("stop requested; finishing the messages in flight");
                 }
-                self.stopping = true;
-                self.stop_tx.send_replace(true);
+                self.stop();
             }
             Some(Control::Reload(table)) => {
                 if table
@@ -410,6 +450,38 @@ impl Daemon {
                 self.decider = Decider::new(*table);
             }
         }
+    }
+
+    /// Stop taking messages; finish what is in flight (a stop, or `--max` reached).
+    fn stop(&mut self) {
+        self.stopping = true;
+        self.stop_tx.send_replace(true);
+    }
+
+    /// `--max` deliveries have been taken.
+    fn max_reached(&self) -> bool {
+        self.config.limits.max.is_some_and(|m| self.taken >= m)
+    }
+
+    /// The pacer's clock: time since the run started.
+    fn clock(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    /// The prefetch of a consumption: `wanted`, cut to what `--rate` can use in a second
+    /// and to what `--max` leaves to take (deliveries beyond it would only wait
+    /// unacknowledged to be handed back).
+    fn prefetch(&self, wanted: u16) -> u16 {
+        let limits = self.config.limits;
+        let mut p = wanted.max(1);
+        if let Some(rate) = limits.rate {
+            p = p.min(rate.window(self.config.prefetch));
+        }
+        if let Some(max) = limits.max {
+            let left = u16::try_from(max.saturating_sub(self.taken)).unwrap_or(u16::MAX);
+            p = p.min(left.max(1));
+        }
+        p
     }
 
     fn movers(&self, session: &Session) -> Movers {
@@ -497,8 +569,8 @@ impl Daemon {
         if !self.stopping {
             self.stop_tx.send_replace(false);
         }
-        if result.is_ok() && !self.stopping {
-            // WAIT(NO) or WAIT(d) ended the run: say what still waits for a later one.
+        if result.is_ok() && (!self.stopping || self.max_reached()) {
+            // WAIT(NO), WAIT(d) or --max ended the run: say what still waits for a later one.
             // The progress bar's "left on the DLQ" as it is now, not 2 s ago.
             if let Ok(n) = session.queue_depth(&self.config.queue).await {
                 self.config.observer.depth(u64::from(n));
@@ -532,7 +604,7 @@ impl Daemon {
     ) -> Result<PassEnd, BrokerError> {
         let idle_after = if recycled { RECYCLE_GRACE } else { IDLE_TICK };
         let pass_started = Instant::now();
-        let prefetch = if slow_start { 1 } else { self.config.prefetch };
+        let prefetch = self.prefetch(if slow_start { 1 } else { self.config.prefetch });
         let mut consumer = tokio::time::timeout(
             SETUP_DEADLINE,
             session.consume(&self.config.queue, prefetch),
@@ -573,6 +645,12 @@ impl Daemon {
             }
             let deadline = stop_deadline
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            // --rate: no delivery is taken before the pacer's next permit.
+            let paced = self.pacer.as_ref().and_then(|p| {
+                let now = self.clock();
+                let at = p.ready_at(now);
+                (at > now).then(|| self.origin + at)
+            });
             tokio::select! {
                 c = self.control.recv() => self.on_control(c),
                 Some((tag, result)) = confirms.next(), if !confirms.is_empty() => {
@@ -580,7 +658,8 @@ impl Daemon {
                         break Err(e);
                     }
                 }
-                d = consumer.next(), if end.is_none() => match d {
+                _ = tokio::time::sleep_until(paced.unwrap_or(deadline)), if end.is_none() && paced.is_some() => {}
+                d = consumer.next(), if end.is_none() && paced.is_none() => match d {
                     None => break Err(BrokerError::lost(
                         format!("consumer of '{}'", self.config.queue),
                         "cancelled by the broker",
@@ -592,6 +671,11 @@ impl Daemon {
                         if let Some(e) = self.take(session, &mut pass, &mut confirms, d).await {
                             end = Some(e);
                             let _ = consumer.cancel().await;
+                        } else if self.max_reached() {
+                            info!(max = self.taken, "--max reached: {} message(s) taken from the DLQ; \
+                                finishing them, the rest stays on the DLQ", self.taken);
+                            self.summary.stopped_at_max = Some(self.taken);
+                            self.stop();
                         } else if slow_start {
                             slow_taken += 1;
                             if !redelivered || slow_taken >= SLOW_START_MAX {
@@ -604,7 +688,7 @@ impl Daemon {
                         }
                     }
                 },
-                _ = tokio::time::sleep(IDLE_TICK), if end.is_none() && confirms.is_empty() && self.wait != Wait::Yes => {
+                _ = tokio::time::sleep(IDLE_TICK), if end.is_none() && paced.is_none() && confirms.is_empty() && self.wait != Wait::Yes => {
                     if last_delivery.elapsed() >= IDLE_TICK
                         && pass_started.elapsed() >= idle_after
                         && self.idle_should_stop(session).await
@@ -719,6 +803,10 @@ impl Daemon {
             return Some(PassEnd::CameRound);
         }
         pass.window.take(tag);
+        self.taken += 1;
+        if let Some(p) = self.pacer.as_mut() {
+            p.take(self.origin.elapsed());
+        }
         let back_from_left = outgoing::examined_at(&message).is_some();
         let (decision, destq, reason) = {
             let dl = DeadLetter::new(&message);

@@ -20,6 +20,8 @@ pub struct Summary {
     pub refused: u64,
     /// Messages waiting in dlqd's delay queues when the run ended (`--once`).
     pub waiting: Option<u64>,
+    /// `--max` stopped the run after this many deliveries taken from the DLQ.
+    pub stopped_at_max: Option<u64>,
 }
 
 impl Summary {
@@ -84,6 +86,9 @@ impl fmt::Display for Summary {
         if let Some(n) = self.waiting {
             write!(f, "; {n} wait in dlqd's delay queues for a later run")?;
         }
+        if let Some(n) = self.stopped_at_max {
+            write!(f, "; stopped at --max after {n} taken from the DLQ")?;
+        }
         Ok(())
     }
 }
@@ -105,6 +110,12 @@ mod tests {
             s.to_string(),
             "done: forward 2, leave 1; failed: retry (returned) 1; delayed retries delivered 0, \
              refused by their target 1; 3 wait in dlqd's delay queues for a later run"
+        );
+        s.stopped_at_max = Some(4);
+        assert!(
+            s.to_string()
+                .ends_with("; stopped at --max after 4 taken from the DLQ"),
+            "{s}"
         );
         assert_eq!(s.failures(), 2);
         assert_eq!(
