@@ -26,6 +26,7 @@ pub mod observer;
 pub mod outgoing;
 pub mod progress;
 pub mod rate_limit;
+pub mod replay;
 pub mod rules;
 pub mod shutdown;
 pub mod stage;

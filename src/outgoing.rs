@@ -128,6 +128,17 @@ pub fn for_forward(message: &Message, info: &ForwardInfo<'_>) -> Message {
     out
 }
 
+/// The copy `dlqd publish` sends of a captured message: dlqd's DLQ and stage marks
+/// removed (they describe a place the message is leaving), published as dlqd (see
+/// [`put_as`]); the death history, every other header, the properties and the body as
+/// captured.
+pub fn for_publish(message: &Message) -> Message {
+    let mut out = without_dlq_marks(message);
+    crate::stage::strip_marks(&mut out);
+    put_as(&mut out, false);
+    out
+}
+
 /// The copy that goes back on the DLQ's tail under `--once`: examined at `now_ms` in
 /// pass `pass` (this run);
 /// `retries` replaces the retry count (a failed retry still counts).
