@@ -43,6 +43,9 @@ pub enum Command {
     Capture(CaptureArgs),
     /// Summarise a queue's messages (metadata only) without consuming them.
     Inspect(InspectArgs),
+    /// Send captured messages to a queue, an exchange, or back where each died, with
+    /// header edits; confirmed, audited, paced.
+    Publish(PublishArgs),
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +141,46 @@ pub struct LimitArgs {
     /// is). `--once --max N` is a canary: N messages, then the summary.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("destination").required(true).args(["queue", "exchange", "to_origin"])))]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Capture files (JSON Lines, as `dlqd capture` writes them); `-` reads stdin.
+    #[arg(required = true)]
+    pub captures: Vec<PathBuf>,
+    /// Send each message to this queue (through the default exchange).
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Send each message to this exchange, with --routing-key or each message's own
+    /// (the first routing key of its death history, else the one it was captured with).
+    #[arg(long)]
+    pub exchange: Option<String>,
+    /// The routing key to use with --exchange.
+    #[arg(long, requires = "exchange")]
+    pub routing_key: Option<String>,
+    /// Send each message back to the queue it died in (its death history); one with no
+    /// death history is not sent (counted, reported, exit status 3).
+    #[arg(long)]
+    pub to_origin: bool,
+    /// Set a header: NAME=VALUE (a string), or NAME:int=5, NAME:bool=true,
+    /// NAME:float=1.5, NAME:str=text. Repeatable. An edited copy carries
+    /// x-dlqd-edited: set=NAMES;unset=NAMES.
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub set_header: Vec<String>,
+    /// Remove a header. Repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub unset_header: Vec<String>,
+    /// Print where each message would go and which edits, and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Append every publish to FILE, one JSON line each (as `run --audit`).
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 #[derive(Debug, Args)]

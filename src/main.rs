@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Command::Run(a) => commands::run::run(a),
         Command::Capture(a) => commands::capture::run(a),
         Command::Inspect(a) => commands::inspect::run(a),
+        Command::Publish(a) => commands::publish::run(a),
     };
     match result {
         Ok(code) => code,

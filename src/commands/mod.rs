@@ -4,6 +4,7 @@ pub mod capture;
 pub mod check;
 pub mod dry_run;
 pub mod inspect;
+pub mod publish;
 pub mod run;
 
 /// Say what was checked after a browse (capture, inspect): the queue's depth again, and

@@ -1,0 +1,452 @@
+//! `dlqd publish CAPTURE...`: send captured messages where the options say (the plan is
+//! [`crate::replay`]'s), each with publisher confirms and `mandatory`: a returned,
+//! nacked or refused publish is a failure, counted by cause, logged with the broker's
+//! words and written to the audit trail. `--rate` paces the publishes, `--max` stops
+//! after N messages, `--dry-run` prints the plan and sends nothing. Exit status 0 when
+//! every message was sent, 3 when one failed or had nowhere to go, 1 on an error.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tracing::{debug, info, warn};
+
+use crate::audit::{Audit, AuditOutcome, AuditRecord};
+use crate::broker::{ActionFailure, Cause, Confirm, Session};
+use crate::capture;
+use crate::cli::PublishArgs;
+use crate::commands::run::EXIT_ACTIONS_FAILED;
+use crate::escape::{self, Escaped};
+use crate::message::Message;
+use crate::rate_limit::Pacer;
+use crate::replay::{self, Destination, HeaderEdits, Options, Plan, Send};
+
+/// Publishes awaiting their confirm at most.
+const WINDOW: usize = 256;
+/// The longest the connection may take to open.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(30);
+/// The longest one confirm is waited for (a broker blocking publishers never answers).
+const CONFIRM_DEADLINE: Duration = Duration::from_secs(30);
+/// The audit trail's `action` for a publish.
+const ACTION: &str = "publish";
+
+pub fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
+    let options = Options {
+        destination: destination(&args),
+        edits: HeaderEdits::parse(&args.set_header, &args.unset_header)?,
+    };
+    // Every capture file is read once before anything is sent, so that a bad line
+    // stops the command before the first publish (stdin is read as it comes).
+    for path in args.captures.iter().filter(|p| !is_stdin(p)) {
+        let mut captures = Captures::new(vec![path.clone()]);
+        while let Some(item) = captures.next() {
+            item?;
+        }
+    }
+    let captures = Captures::new(args.captures.clone());
+    if args.dry_run {
+        return preview(captures, &options, args.limits.max);
+    }
+    let audit = args.audit.as_deref().map(Audit::open).transpose()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (tally, error) = runtime.block_on(publish_all(&args, captures, &options, audit))?;
+    println!("{tally}");
+    info!(read = tally.read, sent = tally.sent, failed = tally.failures(),
+        no_origin = tally.no_origin, summary = %tally, "publish summary");
+    if let Some(e) = error {
+        return Err(e);
+    }
+    if tally.failures() > 0 || tally.no_origin > 0 {
+        warn!(
+            "not every message was sent (exit status {EXIT_ACTIONS_FAILED}); see the failures above"
+        );
+        return Ok(ExitCode::from(EXIT_ACTIONS_FAILED));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn destination(args: &PublishArgs) -> Destination {
+    match (&args.queue, &args.exchange) {
+        (Some(q), _) => Destination::Queue(q.clone()),
+        (None, Some(x)) => Destination::Exchange {
+            exchange: x.clone(),
+            routing_key: args.routing_key.clone(),
+        },
+        // clap requires one of the three.
+        (None, None) => Destination::Origin,
+    }
+}
+
+fn is_stdin(p: &Path) -> bool {
+    p.as_os_str() == "-"
+}
+
+/// The messages of the capture files, in order, with the file each came from.
+struct Captures {
+    paths: VecDeque<PathBuf>,
+    current: Option<(String, capture::Reader<Box<dyn BufRead>>)>,
+}
+
+impl Captures {
+    fn new(paths: Vec<PathBuf>) -> Self {
+        Captures {
+            paths: paths.into(),
+            current: None,
+        }
+    }
+
+    /// The next message and the name of its capture (`-` for stdin).
+    fn next(&mut self) -> Option<anyhow::Result<(String, Message)>> {
+        loop {
+            if let Some((name, reader)) = self.current.as_mut() {
+                match reader.next() {
+                    Some(Ok(m)) => return Some(Ok((name.clone(), m))),
+                    Some(Err(e)) => {
+                        let name = name.clone();
+                        self.current = None;
+                        self.paths.clear();
+                        return Some(Err(anyhow::Error::new(e).context(format!("capture {name}"))));
+                    }
+                    None => self.current = None,
+                }
+            }
+            let path = self.paths.pop_front()?;
+            let input: Box<dyn BufRead> = if is_stdin(&path) {
+                Box::new(BufReader::new(std::io::stdin()))
+            } else {
+                match File::open(&path) {
+                    Ok(f) => Box::new(BufReader::new(f)),
+                    Err(e) => {
+                        self.paths.clear();
+                        return Some(Err(anyhow::Error::new(e)
+                            .context(format!("cannot open capture {}", path.display()))));
+                    }
+                }
+            };
+            self.current = Some((path.display().to_string(), capture::Reader::new(input)));
+        }
+    }
+}
+
+/// What a publish run did (or a dry run would do), counted.
+#[derive(Debug, Default)]
+struct Tally {
+    dry_run: bool,
+    /// Messages read from the captures (at most `--max`).
+    read: u64,
+    sent: u64,
+    /// By cause (`Cause::label`).
+    failed: BTreeMap<&'static str, u64>,
+    /// `--to-origin`, no death history: not sent.
+    no_origin: u64,
+}
+
+impl Tally {
+    fn failures(&self) -> u64 {
+        self.failed.values().sum()
+    }
+}
+
+impl fmt::Display for Tally {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.dry_run {
+            return write!(
+                f,
+                "{} message(s): {} would be sent, {} not (no death history); nothing sent (--dry-run)",
+                self.read, self.sent, self.no_origin
+            );
+        }
+        write!(
+            f,
+            "{} message(s): {} sent, {} failed",
+            self.read,
+            self.sent,
+            self.failures()
+        )?;
+        if !self.failed.is_empty() {
+            let by: Vec<String> = self
+                .failed
+                .iter()
+                .map(|(c, n)| format!("{c} {n}"))
+                .collect();
+            write!(f, " ({})", by.join(", "))?;
+        }
+        write!(f, ", {} not sent (no death history)", self.no_origin)
+    }
+}
+
+/// `--dry-run`: one line per message (where it would go, which edits), then the tally.
+fn preview(
+    mut captures: Captures,
+    options: &Options,
+    max: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut tally = Tally {
+        dry_run: true,
+        ..Tally::default()
+    };
+    let edits = if options.edits.is_empty() {
+        "-".to_string()
+    } else {
+        escape::text(&options.edits.mark()).into_owned()
+    };
+    writeln!(
+        out,
+        "{:>5}  {:<20}  {:<40}  EDITS",
+        "INDEX", "MESSAGE-ID", "TO"
+    )?;
+    while let Some(item) = captures.next() {
+        if max.is_some_and(|m| tally.read >= m) {
+            break;
+        }
+        let (_, message) = item?;
+        let id = escape::text(message.properties.message_id.as_deref().unwrap_or("-")).into_owned();
+        let index = tally.read;
+        tally.read += 1;
+        match replay::plan(&message, options) {
+            Plan::Send(send) => {
+                tally.sent += 1;
+                let to = describe(&send);
+                writeln!(out, "{index:>5}  {id:<20}  {to:<40}  {edits}")?;
+            }
+            Plan::NoOrigin => {
+                tally.no_origin += 1;
+                writeln!(
+                    out,
+                    "{index:>5}  {id:<20}  {:<40}  -",
+                    "not sent: no death history"
+                )?;
+            }
+        }
+    }
+    writeln!(out)?;
+    writeln!(out, "{tally}")?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `queue Q` or `exchange X, key K`, escaped for one line.
+fn describe(send: &Send) -> String {
+    if send.exchange.is_empty() {
+        format!("queue {}", escape::text(&send.routing_key))
+    } else {
+        format!(
+            "exchange {}, key {}",
+            escape::text(&send.exchange),
+            escape::text(&send.routing_key)
+        )
+    }
+}
+
+/// One publish awaiting its confirm.
+struct InFlight {
+    source: String,
+    send: Send,
+    confirm: Confirm,
+    /// Already sent again once (after a neighbour closed the channel under it).
+    resent: bool,
+}
+
+/// The publishing side: the session, the audit trail, the counts.
+struct Publishing {
+    session: Session,
+    audit: Option<Audit>,
+    tally: Tally,
+    in_flight: VecDeque<InFlight>,
+    /// The connection went away: nothing more is sent.
+    lost: bool,
+}
+
+async fn publish_all(
+    args: &PublishArgs,
+    mut captures: Captures,
+    options: &Options,
+    audit: Option<Audit>,
+) -> anyhow::Result<(Tally, Option<anyhow::Error>)> {
+    let session = tokio::time::timeout(CONNECT_DEADLINE, Session::open(&args.broker.urls, 0))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer from the broker within {CONNECT_DEADLINE:?}"))?
+        .context("cannot connect to the broker")?;
+    info!(url = %crate::broker::redact(&args.broker.urls[session.url_index()]), "connected");
+    let mut p = Publishing {
+        session,
+        audit,
+        tally: Tally::default(),
+        in_flight: VecDeque::new(),
+        lost: false,
+    };
+    let mut pacer = args.limits.rate.map(Pacer::new);
+    let origin = tokio::time::Instant::now();
+    let mut error = None;
+    while let Some(item) = captures.next() {
+        if p.lost || args.limits.max.is_some_and(|m| p.tally.read >= m) {
+            break;
+        }
+        let (source, message) = match item {
+            Ok(x) => x,
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        };
+        p.tally.read += 1;
+        let send = match replay::plan(&message, options) {
+            Plan::Send(send) => send,
+            Plan::NoOrigin => {
+                let f = ActionFailure::new(
+                    Cause::NoTarget,
+                    "no death history (x-death) to say where it died: not sent",
+                );
+                warn!(source = %Escaped(&source), message_id = %Escaped(message_id(&message)),
+                    "not sent: the message has no death history");
+                p.tally.no_origin += 1;
+                p.record(&source, &message, None, Some(&f));
+                continue;
+            }
+        };
+        if let Some(pacer) = pacer.as_mut() {
+            let at = pacer.take(origin.elapsed());
+            tokio::time::sleep_until(origin + at).await;
+        }
+        let confirm = p.start(&send).await;
+        p.in_flight.push_back(InFlight {
+            source,
+            send,
+            confirm,
+            resent: false,
+        });
+        while p.in_flight.len() >= WINDOW {
+            p.settle_one().await;
+        }
+    }
+    while !p.in_flight.is_empty() {
+        p.settle_one().await;
+    }
+    if p.lost && error.is_none() {
+        error = Some(anyhow::anyhow!(
+            "the connection to the broker was lost: {} of the messages read were confirmed; \
+             those that failed may still have arrived, the rest were not sent",
+            p.tally.sent
+        ));
+    }
+    p.session.close().await;
+    Ok((p.tally, error))
+}
+
+fn message_id(m: &Message) -> &str {
+    m.properties.message_id.as_deref().unwrap_or("")
+}
+
+impl Publishing {
+    /// Publish one (the exchange checked first: a missing one would close the channel).
+    async fn start(&mut self, send: &Send) -> Confirm {
+        if let Err(f) = self.session.ensure_exchange(&send.exchange).await {
+            return Box::pin(std::future::ready(Err(f)));
+        }
+        self.session
+            .publish(&send.exchange, &send.routing_key, &send.message)
+            .await
+    }
+
+    /// Wait for the oldest publish's confirm and count it (sent again once when
+    /// another publish closed the channel under it).
+    async fn settle_one(&mut self) {
+        let Some(mut f) = self.in_flight.pop_front() else {
+            return;
+        };
+        let result = match tokio::time::timeout(CONFIRM_DEADLINE, &mut f.confirm).await {
+            Ok(r) => r,
+            Err(_) => Err(ActionFailure::new(
+                Cause::Unconfirmed,
+                format!("no confirm from the broker within {CONFIRM_DEADLINE:?}"),
+            )),
+        };
+        match result {
+            Ok(()) => {
+                debug!(message_id = %Escaped(message_id(&f.send.message)), to = %Escaped(&f.send.target()), "sent");
+                self.tally.sent += 1;
+                self.record(&f.source, &f.send.message, Some(&f.send), None);
+            }
+            Err(e) if e.is_neighbours() && !f.resent && self.session.is_connected() => {
+                debug!(reason = %e.reason, "refused with a neighbour's channel; sending again");
+                f.confirm = self.start(&f.send).await;
+                f.resent = true;
+                self.in_flight.push_back(f);
+            }
+            Err(e) => {
+                if !self.session.is_connected() {
+                    self.lost = true;
+                }
+                warn!(source = %Escaped(&f.source), message_id = %Escaped(message_id(&f.send.message)),
+                    to = %Escaped(&f.send.target()), cause = e.cause.label(), reason = %e.reason,
+                    "publish failed");
+                *self.tally.failed.entry(e.cause.label()).or_default() += 1;
+                self.record(&f.source, &f.send.message, Some(&f.send), Some(&e));
+            }
+        }
+    }
+
+    /// One audit line: the capture as `queue`, `publish` as the action.
+    fn record(
+        &self,
+        source: &str,
+        message: &Message,
+        send: Option<&Send>,
+        failure: Option<&ActionFailure>,
+    ) {
+        let Some(audit) = &self.audit else { return };
+        let target = send.map(Send::target);
+        let id = message_id(message);
+        let rec = AuditRecord {
+            queue: source,
+            message_id: (!id.is_empty()).then_some(id),
+            rule: None,
+            action: ACTION,
+            target: target.as_deref(),
+            delay_ms: None,
+            attempt: None,
+            outcome: match failure {
+                None => AuditOutcome::Ok,
+                Some(f) => AuditOutcome::Failed {
+                    cause: f.cause.label(),
+                    error: &f.reason,
+                },
+            },
+        };
+        if let Err(e) = audit.record(&rec) {
+            tracing::error!(error = %e, "audit record lost");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tally_reads_as_a_sentence() {
+        let mut t = Tally {
+            read: 5,
+            sent: 2,
+            no_origin: 1,
+            ..Tally::default()
+        };
+        t.failed.insert("returned", 2);
+        assert_eq!(
+            t.to_string(),
+            "5 message(s): 2 sent, 2 failed (returned 2), 1 not sent (no death history)"
+        );
+        t.dry_run = true;
+        assert!(t.to_string().ends_with("nothing sent (--dry-run)"));
+    }
+}
