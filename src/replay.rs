@@ -213,7 +213,7 @@ impl Send {
 /// What becomes of one captured message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Plan {
-    Send(Send),
+    Send(Box<Send>),
     /// `--to-origin` and the message has no death history: not sent.
     NoOrigin,
 }
@@ -247,11 +247,11 @@ pub fn plan(message: &Message, options: &Options) -> Plan {
     };
     let mut copy = outgoing::for_publish(message);
     options.edits.apply(&mut copy);
-    Plan::Send(Send {
+    Plan::Send(Box::new(Send {
         exchange,
         routing_key,
         message: copy,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -301,7 +301,7 @@ mod tests {
 
     fn send(p: Plan) -> Send {
         match p {
-            Plan::Send(s) => s,
+            Plan::Send(s) => *s,
             other => panic!("not sent: {other:?}"),
         }
     }

@@ -301,7 +301,7 @@ async fn publish_all(
         };
         p.tally.read += 1;
         let send = match replay::plan(&message, options) {
-            Plan::Send(send) => send,
+            Plan::Send(send) => *send,
             Plan::NoOrigin => {
                 let f = ActionFailure::new(
                     Cause::NoTarget,
@@ -316,7 +316,7 @@ async fn publish_all(
         };
         if let Some(pacer) = pacer.as_mut() {
             let at = pacer.take(origin.elapsed());
-            tokio::time::sleep_until(origin + at).await;
+            p.wait_until(origin + at).await;
         }
         let confirm = p.start(&send).await;
         p.in_flight.push_back(InFlight {
@@ -325,6 +325,7 @@ async fn publish_all(
             confirm,
             resent: false,
         });
+        p.settle_ready().await;
         while p.in_flight.len() >= WINDOW {
             p.settle_one().await;
         }
@@ -358,8 +359,7 @@ impl Publishing {
             .await
     }
 
-    /// Wait for the oldest publish's confirm and count it (sent again once when
-    /// another publish closed the channel under it).
+    /// Wait for the oldest publish's confirm and count it.
     async fn settle_one(&mut self) {
         let Some(mut f) = self.in_flight.pop_front() else {
             return;
@@ -371,6 +371,43 @@ impl Publishing {
                 format!("no confirm from the broker within {CONFIRM_DEADLINE:?}"),
             )),
         };
+        self.settled(f, result).await;
+    }
+
+    /// Count the confirms already in, oldest first, without waiting (so that the audit
+    /// trail's times are when each was confirmed).
+    async fn settle_ready(&mut self) {
+        while let Some(front) = self.in_flight.front_mut() {
+            let Some(result) = futures_lite::future::poll_once(&mut front.confirm).await else {
+                return;
+            };
+            if let Some(f) = self.in_flight.pop_front() {
+                self.settled(f, result).await;
+            }
+        }
+    }
+
+    /// Sleep until `at` (the pacer's next turn), counting confirms as they come.
+    async fn wait_until(&mut self, at: tokio::time::Instant) {
+        loop {
+            let Some(front) = self.in_flight.front_mut() else {
+                tokio::time::sleep_until(at).await;
+                return;
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(at) => return,
+                result = &mut front.confirm => {
+                    if let Some(f) = self.in_flight.pop_front() {
+                        self.settled(f, result).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Count one publish's outcome (sent again once when another publish closed the
+    /// channel under it).
+    async fn settled(&mut self, mut f: InFlight, result: Result<(), ActionFailure>) {
         match result {
             Ok(()) => {
                 debug!(message_id = %Escaped(message_id(&f.send.message)), to = %Escaped(&f.send.target()), "sent");
