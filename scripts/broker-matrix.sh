@@ -12,13 +12,14 @@
 #   scripts/broker-matrix.sh ctl     4.0|4.x ARGS...  rabbitmqctl -n NODE ARGS... in the chroot
 #   scripts/broker-matrix.sh plugins 4.0|4.x ARGS...  rabbitmq-plugins -n NODE ARGS... there
 #
-#   version  suite   AMQP   dist    epmd  node name
-#   4.0      trixie  5674   25674   4374  rabbit-4-0@localhost
-#   4.x      forky   5675   25675   4375  rabbit-4-x@localhost
+#   version  suite   AMQP   dist    epmd  management  node name
+#   4.0      trixie  5674   25674   4374  15674       rabbit-4-0@localhost
+#   4.x      forky   5675   25675   4375  15675       rabbit-4-x@localhost
 #
 # Each node has its own epmd (ERL_EPMD_PORT), bound to 127.0.0.1, so stopping one node
 # (which also ends its epmd) never affects the other or the host's node. Everything
-# listens on 127.0.0.1 only; guest/guest works there (loopback). No plugins are enabled.
+# listens on 127.0.0.1 only; guest/guest works there (loopback). The one plugin enabled
+# is rabbitmq_management (its HTTP API on the port above), for `dlqd check --broker`.
 # Needs root. Environment: DLQD_BROKERS_DIR (default /var/lib/dlqd-brokers),
 # DLQD_DEBIAN_MIRROR (default: the Debian URI in /etc/apt/sources.list.d/debian.sources).
 set -uo pipefail
@@ -37,8 +38,8 @@ usage() {
 # Sets SUITE PORT DIST EPMD NODE DIR for a VERSION.
 select_version() {
     case "${1:-}" in
-        4.0) SUITE=trixie PORT=5674 DIST=25674 EPMD=4374 NODE=rabbit-4-0@localhost ;;
-        4.x) SUITE=forky  PORT=5675 DIST=25675 EPMD=4375 NODE=rabbit-4-x@localhost ;;
+        4.0) SUITE=trixie PORT=5674 DIST=25674 EPMD=4374 MGMT=15674 NODE=rabbit-4-0@localhost ;;
+        4.x) SUITE=forky  PORT=5675 DIST=25675 EPMD=4375 MGMT=15675 NODE=rabbit-4-x@localhost ;;
         "") die "missing VERSION (4.0 or 4.x)" ;;
         *) die "unknown VERSION '$1' (expected 4.0 or 4.x)" ;;
     esac
@@ -116,7 +117,13 @@ export ERL_EPMD_PORT=$EPMD
 export ERL_EPMD_ADDRESS=127.0.0.1
 SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
 EOF
-    echo "[]." >"$DIR/etc/rabbitmq/enabled_plugins" || die "cannot write enabled_plugins"
+    # The management API (dlqd check --broker reads the topology there), on its own port.
+    echo "[rabbitmq_management]." >"$DIR/etc/rabbitmq/enabled_plugins" || die "cannot write enabled_plugins"
+    cat >"$DIR/etc/rabbitmq/rabbitmq.conf" <<EOF || die "cannot write rabbitmq.conf"
+# Written by dlqd scripts/broker-matrix.sh.
+management.tcp.ip = 127.0.0.1
+management.tcp.port = $MGMT
+EOF
     chroot "$DIR" chown rabbitmq:rabbitmq /etc/rabbitmq/enabled_plugins 2>/dev/null || true
 }
 
@@ -198,7 +205,7 @@ cmd_start() {
         return 0
     fi
     local p
-    for p in "$PORT" "$DIST"; do
+    for p in "$PORT" "$DIST" "$MGMT"; do
         port_busy "$p" && die "$VERSION: port $p is already in use by: $(ss -Hltnp "sport = :$p" | tr -s ' ')"
     done
     # The chroot's own epmd (left from an earlier run) may stay; another program on it may not.
