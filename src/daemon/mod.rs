@@ -157,15 +157,18 @@ pub enum DaemonError {
 /// Run the handler until it stops (WAIT, --once, a stop) or hits a fatal error; what it
 /// did, counted.
 pub async fn run(
-    config: Config,
+    mut config: Config,
     table: Table,
     control: mpsc::UnboundedReceiver<Control>,
 ) -> Result<Summary, DaemonError> {
     let retry_interval = stage::retry_interval(table.control.retry_interval);
     let (stop_tx, _) = watch::channel(false);
     let (ri_tx, _) = watch::channel(retry_interval);
+    let flags = config.limits;
+    config.limits = table_limits(flags, &table);
     let pacer = config.limits.rate.map(Pacer::new);
     let mut daemon = Daemon {
+        flags,
         retry_interval,
         wait: effective_wait(&config, &table),
         decider: Decider::new(table),
@@ -185,6 +188,19 @@ pub async fn run(
     };
     daemon.run().await?;
     Ok(daemon.summary)
+}
+
+/// The limits a table runs under: the flags', and the file's RATE where `--rate` is not
+/// given.
+fn table_limits(flags: Limits, table: &Table) -> Limits {
+    let limits = flags.over(Limits {
+        rate: table.control.rate,
+        max: None,
+    });
+    if let (None, Some(rate)) = (flags.rate, limits.rate) {
+        info!(rate = %rate, "paced by the rules' RATE: at most {rate} taken from the DLQ");
+    }
+    limits
 }
 
 fn effective_wait(config: &Config, table: &Table) -> Wait {
@@ -216,6 +232,9 @@ fn new_pass_id() -> u64 {
 }
 
 struct Daemon {
+    /// `config.limits` is what applies now (the flags over the table's RATE); these are
+    /// the flags alone, for a reload.
+    flags: Limits,
     config: Config,
     decider: Decider,
     retry_interval: Duration,
@@ -231,7 +250,7 @@ struct Daemon {
     summary: Summary,
     /// When the last progress line was written (see [`PROGRESS_EVERY`]).
     progress_at: Instant,
-    /// `--rate`: when the next delivery may be taken (times since `origin`).
+    /// `--rate` or RATE: when the next delivery may be taken (times since `origin`).
     pacer: Option<Pacer>,
     origin: tokio::time::Instant,
     /// Deliveries taken from the DLQ in this run (for `--max`).
@@ -447,6 +466,15 @@ impl Daemon {
                 self.retry_interval = stage::retry_interval(table.control.retry_interval);
                 self.ri_tx.send_replace(self.retry_interval);
                 self.wait = effective_wait(&self.config, &table);
+                let limits = table_limits(self.flags, &table);
+                if limits.rate != self.config.limits.rate {
+                    // A new pace from now on (the prefetch follows on the next consumer).
+                    self.pacer = limits.rate.map(Pacer::new);
+                    if limits.rate.is_none() {
+                        info!("RATE removed: no longer paced");
+                    }
+                }
+                self.config.limits = limits;
                 self.decider = Decider::new(*table);
             }
         }

@@ -1,4 +1,4 @@
-//! The control-data keywords (`INPUTQ`, `RETRYINT`, `WAIT`), defined once: each one's
+//! The control-data keywords (`INPUTQ`, `RETRYINT`, `WAIT`, `RATE`), defined once: each one's
 //! name, how its value is read into [`Control`] and how it is written back.
 //!
 //! Adding a control keyword is a field of [`Control`] (with its default) and one entry
@@ -17,6 +17,7 @@ pub enum ControlKw {
     InputQ,
     RetryInt,
     Wait,
+    Rate,
 }
 
 /// One control keyword's definition.
@@ -30,7 +31,12 @@ pub struct Info {
 
 impl ControlKw {
     /// Every control keyword, in the order they are written back.
-    pub const ALL: [ControlKw; 3] = [ControlKw::InputQ, ControlKw::RetryInt, ControlKw::Wait];
+    pub const ALL: [ControlKw; 4] = [
+        ControlKw::InputQ,
+        ControlKw::RetryInt,
+        ControlKw::Wait,
+        ControlKw::Rate,
+    ];
 
     pub fn info(self) -> &'static Info {
         match self {
@@ -55,6 +61,11 @@ impl ControlKw {
                     Wait::No => Some("NO".into()),
                     Wait::For(d) => Some(humantime::format_duration(d).to_string()),
                 },
+            },
+            ControlKw::Rate => &Info {
+                name: "RATE",
+                read: read_rate,
+                write: |c| c.rate.map(|r| r.to_string()),
             },
         }
     }
@@ -127,13 +138,29 @@ fn read_wait(value: &Value, control: &mut Control, diags: &mut Vec<Diagnostic>) 
     }
 }
 
+fn read_rate(value: &Value, control: &mut Control, diags: &mut Vec<Diagnostic>) {
+    match value.text.parse::<crate::rate_limit::Rate>() {
+        Ok(rate) => control.rate = Some(rate),
+        Err(e) => diags.push(
+            Diagnostic::error(
+                value.span,
+                format!("bad value for RATE: `{}`: {e}", value.text),
+            )
+            .with_help("RATE takes N/s or N/min, such as RATE(200/s); --rate overrides it"),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn lists_name_every_keyword() {
-        assert_eq!(ControlKw::list(None), "INPUTQ, RETRYINT, WAIT");
-        assert_eq!(ControlKw::list(Some("and")), "INPUTQ, RETRYINT and WAIT");
+        assert_eq!(ControlKw::list(None), "INPUTQ, RETRYINT, WAIT, RATE");
+        assert_eq!(
+            ControlKw::list(Some("and")),
+            "INPUTQ, RETRYINT, WAIT and RATE"
+        );
     }
 }

@@ -315,6 +315,10 @@ mod tests {
                 "RETRYINT(1m 30s) WAIT(1m)\nDESTQ(a) ACTION(IGNORE)\nACTION(DISCARD)",
             ),
             ("WAIT(no) INPUTQ('d q')", "INPUTQ('d q') WAIT(NO)"),
+            (
+                "RATE(20/min) INPUTQ(q)\nACTION(IGNORE)",
+                "INPUTQ(q) RATE(20/min)\nACTION(IGNORE)",
+            ),
         ] {
             round_trip(source, want);
         }

@@ -24,6 +24,8 @@ pub struct Control {
     pub retry_interval: Duration,
     /// `WAIT(YES|NO|duration)`.
     pub wait: Wait,
+    /// `RATE(200/s)`: take messages from the DLQ at most this fast (`--rate` overrides).
+    pub rate: Option<crate::rate_limit::Rate>,
 }
 
 impl Default for Control {
@@ -32,6 +34,7 @@ impl Default for Control {
             input_queue: None,
             retry_interval: Duration::from_secs(60),
             wait: Wait::Yes,
+            rate: None,
         }
     }
 }

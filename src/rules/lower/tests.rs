@@ -109,12 +109,16 @@ fn describe(source: &str) -> String {
         Some(t) => {
             let mut parts = Vec::new();
             if t.control != Control::default() {
-                parts.push(format!(
+                let mut ctl = format!(
                     "ctl in={} int={} wait={:?}",
                     t.control.input_queue.as_deref().unwrap_or("-"),
                     dur(t.control.retry_interval),
                     t.control.wait
-                ));
+                );
+                if let Some(rate) = t.control.rate {
+                    ctl.push_str(&format!(" rate={rate}"));
+                }
+                parts.push(ctl);
             }
             parts.extend(t.rules.iter().map(describe_rule));
             parts.join("; ")
@@ -208,6 +212,14 @@ fn lowers() {
         (
             "WAIT(yes) RETRYINT(500ms)\nACTION(IGNORE)",
             "ctl in=- int=500ms wait=Yes; L2 => leave",
+        ),
+        (
+            "INPUTQ(o.dlq) RATE(200/s)\nACTION(IGNORE)",
+            "ctl in=o.dlq int=1m wait=Yes rate=200/s; L2 => leave",
+        ),
+        (
+            "RATE( 30 / min )\nACTION(IGNORE)",
+            "ctl in=- int=1m wait=Yes rate=30/min; L2 => leave",
         ),
         ("INPUTQM(QM1)\nACTION(IGNORE)", "L2 => leave"),
         // Actions and their keywords.
@@ -384,6 +396,14 @@ fn lowers() {
             "E 1:6 bad value for WAIT: `sometimes`: not a duration",
         ),
         (
+            "RATE(fast)\nACTION(IGNORE)",
+            "E 1:6 bad value for RATE: `fast`: a rate is N/s or N/min (e.g. 200/s, 30/min), not \"fast\"",
+        ),
+        (
+            "RATE(0/s)\nACTION(IGNORE)",
+            "E 1:6 bad value for RATE: `0/s`: the count of a rate is a whole number from 1 to 1000000, not \"0\"",
+        ),
+        (
             "RETRYINT(x)\nACTION(IGNORE)",
             "E 1:10 bad duration in RETRYINT: `x`: not a duration",
         ),
@@ -393,7 +413,7 @@ fn lowers() {
         ),
         (
             "INPUTQ(a) ACTION(IGNORE)",
-            "E 1:11 ACTION cannot be part of control data (INPUTQ, RETRYINT, WAIT)",
+            "E 1:11 ACTION cannot be part of control data (INPUTQ, RETRYINT, WAIT, RATE)",
         ),
         (
             "DESTQ() ACTION(IGNORE)",
