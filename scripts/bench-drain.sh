@@ -16,7 +16,9 @@
 #   4. lapin    — the raw-lapin mover (examples/drain_bench.rs `move`): consume, publish
 #                 with confirms, ack on confirm, nothing else — what lapin itself allows;
 #   5. old      — (only with DLQD_OLD=/path/to/an/older/dlqd, and "old" in KINDS) that
-#                 binary doing what dlqd does in 2., to compare two builds in one run.
+#                 binary doing what dlqd does in 2., to compare two builds in one run;
+#   6. dlqd@N   — (any N, e.g. KINDS="shovel dlqd dlqd@1000 dlqd@2000") dlqd as in 2.
+#                 with --prefetch N, to compare prefetch settings in one run.
 # dlqd's own CPU (user+sys from /usr/bin/time, start-up included) divided by COUNT is
 # printed per round as "dlqd CPU µs/msg" (target <= 15); the raw-lapin mover's the same way
 # ("raw lapin CPU"), the floor a lapin-based mover sets.
@@ -144,6 +146,13 @@ move_with() {
                 --rule "ACTION(FWD) FWDQ($dst)" 2>"$WORK/old.$round.log" || status=$?
             ((status == 0)) || die "old dlqd exited $status; log: $WORK/old.$round.log"
             ;;
+        dlqd@*)
+            status=0
+            /usr/bin/time -f "%U %S" -o "$WORK/cpu.$kind.$round" \
+                "$DLQD" run --url "$URL" --once --queue "$src" --prefetch "${kind#dlqd@}" \
+                --rule "ACTION(FWD) FWDQ($dst)" 2>"$WORK/$kind.$round.log" || status=$?
+            ((status == 0)) || die "dlqd exited $status; log: $WORK/$kind.$round.log"
+            ;;
         dlqd1000)
             make_rules "$WORK/rules.$round" "$dst"
             status=0
@@ -169,6 +178,7 @@ label() {
         dlqd1000) echo "dlqd ($RULES rules)" ;;
         lapin) echo "raw lapin" ;;
         old) echo "old dlqd (1 rule)" ;;
+        dlqd@*) echo "dlqd (prefetch ${1#dlqd@})" ;;
     esac
 }
 
@@ -186,6 +196,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
             cpu=$(awk -v n="$COUNT" '{printf "%.1f", ($1 + $2) * 1e6 / n}' "$WORK/cpu.$r")
             CPU+="$cpu "
             line+=" dlqd CPU $cpu µs/msg,"
+        fi
+        if [[ $kind == dlqd@* ]]; then
+            cpu=$(awk -v n="$COUNT" '{printf "%.1f", ($1 + $2) * 1e6 / n}' "$WORK/cpu.$kind.$r")
+            line+=" CPU $cpu µs/msg,"
         fi
         if [[ $kind == lapin ]]; then
             cpu=$(awk -v n="$COUNT" '{printf "%.1f", ($1 + $2) * 1e6 / n}' "$WORK/lapincpu.$r")
@@ -216,6 +230,11 @@ if [[ -n $LAPINCPU ]]; then
     # shellcheck disable=SC2086
     printf '%s\n' $LAPINCPU | median | awk '{printf "raw lapin mover CPU per message (median): %.1f µs (the floor lapin itself sets)\n", $1}'
 fi
+for kind in $KINDS; do
+    if [[ $kind == dlqd@* && -n ${MEDIAN[shovel]:-} ]]; then
+        awk -v d="${MEDIAN[$kind]}" -v s="${MEDIAN[shovel]}" -v k="$(label "$kind")" 'BEGIN {printf "ratio %s/shovel: %.2f\n", k, d / s}'
+    fi
+done
 if [[ -n ${MEDIAN[old]:-} && -n ${MEDIAN[dlqd]:-} ]]; then
     awk -v d="${MEDIAN[dlqd]}" -v o="${MEDIAN[old]}" 'BEGIN {printf "ratio dlqd/old dlqd: %.2f\n", d / o}'
 fi

@@ -120,8 +120,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The run's limits: `--rate` and `--max`. (A RATE() in the rules file goes under
-/// them here, with [`daemon::Limits::over`], when the rules language has it.)
+/// The run's limits from the flags: `--rate` and `--max` (the daemon puts a rules
+/// file's `RATE()` under them, with [`daemon::Limits::over`]).
 fn limits(args: &RunArgs) -> daemon::Limits {
     let flags = daemon::Limits {
         rate: args.limits.rate,
