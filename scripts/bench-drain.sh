@@ -21,7 +21,10 @@
 #                 with --prefetch N, to compare prefetch settings in one run.
 # dlqd's own CPU (user+sys from /usr/bin/time, start-up included) divided by COUNT is
 # printed per round as "dlqd CPU µs/msg" (target <= 15); the raw-lapin mover's the same way
-# ("raw lapin CPU"), the floor a lapin-based mover sets.
+# ("raw lapin CPU"), the floor a lapin-based mover sets. The broker's CPU during each move
+# (the node's beam.smp, utime+stime from /proc, from the mover's start to the last message
+# in) is printed per kind as "broker µs/msg": what each way of moving costs the broker,
+# which shares the two cores with the mover.
 # The clock (examples/drain_bench.rs `wait`) starts when the source queue first shrinks and
 # stops when the target holds every message, so neither mover's start-up is counted. Every
 # run checks that all COUNT messages arrived. It prints per-round rates, then medians and
@@ -123,6 +126,7 @@ move_with() {
     "$BQ" wait "$URL" "$src" "$dst" "$COUNT" 1800 >"$WORK/wait.out" &
     local waiter=$!
     sleep 0.2
+    local beam0; beam0=$(beam_ticks)
     case $kind in
         shovel)
             ctl -q set_parameter shovel "$PREFIX-shovel" \
@@ -162,12 +166,20 @@ move_with() {
             ;;
     esac
     wait "$waiter" || die "$kind round $round: not every message arrived (see above)"
+    awk -v a="$beam0" -v b="$(beam_ticks)" -v t="$TICK" -v n="$COUNT" \
+        'BEGIN {printf "%.1f", (b - a) * 1e6 / t / n}' >"$WORK/beam.$kind.$round"
     out=$(cat "$WORK/wait.out")
     "$BQ" delete "$URL" "$src" "$dst"
     ctl clear_parameter shovel "$PREFIX-shovel" >/dev/null 2>&1 || true
     # "moved N in S s: R msg/s" -> R
     awk '{print $(NF-1)}' <<<"$out"
 }
+
+# The broker node's OS process (beam.smp) and its CPU time so far, in clock ticks.
+BEAM=$(ctl eval 'os:getpid().' 2>/dev/null | tr -dc '0-9')
+[[ -n $BEAM && -r /proc/$BEAM/stat ]] || die "cannot find the broker's OS process (rabbitmqctl eval 'os:getpid().')"
+TICK=$(getconf CLK_TCK)
+beam_ticks() { awk '{print $14 + $15}' "/proc/$BEAM/stat"; }
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
@@ -183,7 +195,7 @@ label() {
 }
 
 echo "drain: $COUNT persistent messages of $SIZE B, $ROUNDS rounds ($KINDS); work dir $WORK"
-declare -A RATES MEDIAN
+declare -A RATES MEDIAN BEAMS
 CPU=""
 LAPINCPU=""
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -191,7 +203,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for kind in $KINDS; do
         rate=$(move_with "$kind" "$r")
         RATES[$kind]+="$rate "
-        line+=" $(label "$kind") $rate msg/s,"
+        beam=$(cat "$WORK/beam.$kind.$r")
+        BEAMS[$kind]+="$beam "
+        line+=" $(label "$kind") $rate msg/s (broker $beam µs/msg),"
         if [[ $kind == dlqd ]]; then
             cpu=$(awk -v n="$COUNT" '{printf "%.1f", ($1 + $2) * 1e6 / n}' "$WORK/cpu.$r")
             CPU+="$cpu "
@@ -214,6 +228,12 @@ for kind in $KINDS; do
     # shellcheck disable=SC2086
     MEDIAN[$kind]=$(printf '%s\n' ${RATES[$kind]} | median)
     line+=" $(label "$kind") ${MEDIAN[$kind]} msg/s,"
+done
+echo "${line%,}"
+line="broker CPU per message moved (median):"
+for kind in $KINDS; do
+    # shellcheck disable=SC2086
+    line+=" $(label "$kind") $(printf '%s\n' ${BEAMS[$kind]} | median) µs,"
 done
 echo "${line%,}"
 if [[ -n ${MEDIAN[shovel]:-} && -n ${MEDIAN[dlqd]:-} ]]; then
