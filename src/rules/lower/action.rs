@@ -153,8 +153,12 @@ pub(super) fn lower_action_item(
             spans.fwdq = Some(value.span);
             parts.fwdq = template(entry, kw.name(), value, diags);
         }
-        Kw::FwdEx => parts.fwdex = template(entry, kw.name(), value, diags),
+        Kw::FwdEx => {
+            spans.fwdex = Some(value.span);
+            parts.fwdex = template(entry, kw.name(), value, diags);
+        }
         Kw::FwdRKey => {
+            spans.fwdrkey = Some(value.span);
             parts.fwdrkey = template(entry, kw.name(), value, diags).map(|t| (t, item.keyword_span))
         }
         Kw::Header => parts.header = yes_no(kw.name(), value, diags),
