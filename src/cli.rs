@@ -56,6 +56,18 @@ pub struct CheckArgs {
     /// Fail (exit 1) on warnings too.
     #[arg(long)]
     pub deny_warnings: bool,
+    /// Also check the live broker at URL (amqp:// or amqps://) against what each table
+    /// assumes: the DLQ, the work queues' dead-lettering, forward targets, the user's
+    /// permissions. Read through the management HTTP API.
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
+    /// The management API's address (http[s]://[USER:PASSWORD@]HOST:PORT); default: the
+    /// broker's host on port 15672 (15671 for amqps://), with its credentials.
+    #[arg(long, value_name = "URL", requires = "broker")]
+    pub management: Option<String>,
+    /// The DLQ to check against the broker (overrides INPUTQ).
+    #[arg(long, requires = "broker")]
+    pub queue: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
