@@ -45,7 +45,10 @@ fn admin() -> String {
 fn bare_management() -> String {
     let u = management::url();
     let (scheme, rest) = u.split_once("://").expect("scheme");
-    format!("{scheme}://{}", rest.rsplit_once('@').map_or(rest, |(_, h)| h))
+    format!(
+        "{scheme}://{}",
+        rest.rsplit_once('@').map_or(rest, |(_, h)| h)
+    )
 }
 
 fn check(url: &str, management: &str, extra: &[&str], rules: &Path) -> Output {
@@ -64,7 +67,8 @@ fn stdout(o: &Output) -> String {
 fn has(out: &str, file: &Path, at: &str, severity: &str, words: &str) {
     let start = format!("{}:{at}: {severity}: ", file.display());
     assert!(
-        out.lines().any(|l| l.starts_with(&start) && l.contains(words)),
+        out.lines()
+            .any(|l| l.starts_with(&start) && l.contains(words)),
         "no `{start}…{words}…` in:\n{out}"
     );
 }
@@ -90,14 +94,20 @@ fn a_broken_topology_shows_each_fault_at_its_rules_position() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = unique("topo");
     let q = |s: &str| format!("{p}.{s}");
-    m.queue(&q("dlq"), json!({"x-queue-type": "quorum", "x-delivery-limit": 5}));
+    m.queue(
+        &q("dlq"),
+        json!({"x-queue-type": "quorum", "x-delivery-limit": 5}),
+    );
     m.exchange(&q("dlx"), "fanout");
     m.bind(&q("dlx"), &q("dlq"), "");
     m.queue(&q("nodlx"), json!({}));
     m.exchange(&q("other"), "direct");
     m.queue(&q("elsewhere"), json!({}));
     m.bind(&q("other"), &q("elsewhere"), "x");
-    m.queue(&q("wrongdlx"), json!({"x-dead-letter-exchange": q("other")}));
+    m.queue(
+        &q("wrongdlx"),
+        json!({"x-dead-letter-exchange": q("other")}),
+    );
     m.queue(
         &q("alo"),
         json!({"x-queue-type": "quorum", "x-dead-letter-exchange": q("dlx"),
@@ -123,27 +133,96 @@ fn a_broken_topology_shows_each_fault_at_its_rules_position() {
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}{}", stderr_of(&o));
     let dlq = q("dlq");
-    has(&out, &rules, "1:8", "warning", &format!("the DLQ {dlq} is a quorum queue with a delivery limit of 5, and it has no dead-letter exchange"));
-    has(&out, &rules, "2:7", "error", &format!("the work queue {p}.nodlx has no dead-letter exchange"));
-    has(&out, &rules, "3:7", "error", &format!("dead letters of {p}.wrongdlx do not reach {dlq}: its dead-letter exchange {p}.other routes the key '{p}.wrongdlx' to no queue"));
-    has(&out, &rules, "4:7", "warning", &format!("the work queue {p}.alo asks for at-least-once dead-lettering (argument x-dead-letter-strategy) but overflows with drop-head"));
-    has(&out, &rules, "5:7", "error", &format!("the work queue {p}.ghost (DESTQ) does not exist"));
-    has(&out, &rules, "6:7", "error", &format!("the dead-letter exchange {p}.gone of the work queue {p}.gonedlx does not exist"));
-    has(&out, &rules, "7:34", "error", &format!("the forward queue {p}.missing.parked does not exist"));
-    has(&out, &rules, "8:34", "error", &format!("the forward exchange {p}.missing.ex does not exist"));
+    has(
+        &out,
+        &rules,
+        "1:8",
+        "warning",
+        &format!(
+            "the DLQ {dlq} is a quorum queue with a delivery limit of 5, and it has no dead-letter exchange"
+        ),
+    );
+    has(
+        &out,
+        &rules,
+        "2:7",
+        "error",
+        &format!("the work queue {p}.nodlx has no dead-letter exchange"),
+    );
+    has(
+        &out,
+        &rules,
+        "3:7",
+        "error",
+        &format!(
+            "dead letters of {p}.wrongdlx do not reach {dlq}: its dead-letter exchange {p}.other routes the key '{p}.wrongdlx' to no queue"
+        ),
+    );
+    has(
+        &out,
+        &rules,
+        "4:7",
+        "warning",
+        &format!(
+            "the work queue {p}.alo asks for at-least-once dead-lettering (argument x-dead-letter-strategy) but overflows with drop-head"
+        ),
+    );
+    has(
+        &out,
+        &rules,
+        "5:7",
+        "error",
+        &format!("the work queue {p}.ghost (DESTQ) does not exist"),
+    );
+    has(
+        &out,
+        &rules,
+        "6:7",
+        "error",
+        &format!("the dead-letter exchange {p}.gone of the work queue {p}.gonedlx does not exist"),
+    );
+    has(
+        &out,
+        &rules,
+        "7:34",
+        "error",
+        &format!("the forward queue {p}.missing.parked does not exist"),
+    );
+    has(
+        &out,
+        &rules,
+        "8:34",
+        "error",
+        &format!("the forward exchange {p}.missing.ex does not exist"),
+    );
     assert_eq!(headlines(&out, &rules), 8, "{out}");
-    assert!(out.contains("= help: "), "every finding has a help line:\n{out}");
     assert!(
-        out.contains(&format!("DLQ {dlq} (quorum), dead letters from 1 queue: {p}.alo; 6 errors, 2 warnings")),
+        out.contains("= help: "),
+        "every finding has a help line:\n{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "DLQ {dlq} (quorum), dead letters from 1 queue: {p}.alo; 6 errors, 2 warnings"
+        )),
         "{out}"
     );
 
     // A DLQ that is not there.
-    let missing = write(dir.path(), "missing.rules", &format!("INPUTQ({p}.nodlq)\nACTION(IGNORE)\n"));
+    let missing = write(
+        dir.path(),
+        "missing.rules",
+        &format!("INPUTQ({p}.nodlq)\nACTION(IGNORE)\n"),
+    );
     let o = check(broker::url(), &admin(), &[], &missing);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}{}", stderr_of(&o));
-    has(&out, &missing, "1:8", "error", &format!("the DLQ {p}.nodlq does not exist on the broker"));
+    has(
+        &out,
+        &missing,
+        "1:8",
+        "error",
+        &format!("the DLQ {p}.nodlq does not exist on the broker"),
+    );
     assert_eq!(headlines(&out, &missing), 1, "{out}");
 
     // A quorum DLQ with no delivery limit of its own: 20 from 4.0 on, none on 3.x.
@@ -152,12 +231,29 @@ fn a_broken_topology_shows_each_fault_at_its_rules_position() {
     let o = check(broker::url(), &admin(), &["--queue", &q("qdlq")], &plain);
     let out = stdout(&o);
     if major(&m) >= 4 {
-        assert_eq!(o.status.code(), Some(0), "a warning only:\n{out}{}", stderr_of(&o));
-        has(&out, &plain, "1:1", "warning", &format!("the DLQ {p}.qdlq is a quorum queue with a delivery limit of 20 (the default since RabbitMQ 4.0), and it has no dead-letter exchange"));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "a warning only:\n{out}{}",
+            stderr_of(&o)
+        );
+        has(
+            &out,
+            &plain,
+            "1:1",
+            "warning",
+            &format!(
+                "the DLQ {p}.qdlq is a quorum queue with a delivery limit of 20 (the default since RabbitMQ 4.0), and it has no dead-letter exchange"
+            ),
+        );
         assert_eq!(headlines(&out, &plain), 1, "{out}");
     } else {
         assert_eq!(o.status.code(), Some(0), "{out}{}", stderr_of(&o));
-        assert_eq!(headlines(&out, &plain), 0, "3.x has no default delivery limit:\n{out}");
+        assert_eq!(
+            headlines(&out, &plain),
+            0,
+            "3.x has no default delivery limit:\n{out}"
+        );
     }
 }
 
@@ -171,7 +267,13 @@ fn a_user_with_too_few_permissions_is_found_and_its_password_never_shows() {
     m.exchange(&format!("{p}.fwd"), "direct");
     let user = format!("{p}.user");
     let password = format!("Pw{}Zx", std::process::id());
-    m.user(&user, &password, "^$", &format!("^{}\\.nothing$", regex::escape(&p)), "^$");
+    m.user(
+        &user,
+        &password,
+        "^$",
+        &format!("^{}\\.nothing$", regex::escape(&p)),
+        "^$",
+    );
     let rules = write(
         dir.path(),
         "narrow.rules",
@@ -182,15 +284,53 @@ fn a_user_with_too_few_permissions_is_found_and_its_password_never_shows() {
     let out = stdout(&o);
     let err = stderr_of(&o);
     assert_eq!(o.status.code(), Some(1), "{out}{err}");
-    has(&out, &rules, "1:8", "error", &format!("the user {user} may not read the DLQ {dlq}"));
-    has(&out, &rules, "1:8", "error", &format!("the user {user} may not publish to the default exchange"));
-    has(&out, &rules, "1:8", "error", &format!("the user {user} may not configure (declare) dlqd's own queues of {dlq} (dlqd.delay.{dlq}.100ms and 17 more"));
-    has(&out, &rules, "1:8", "error", &format!("the user {user} may not read dlqd's own queues of {dlq}"));
-    has(&out, &rules, "2:34", "error", &format!("the user {user} may not publish to the forward exchange {p}.fwd"));
+    has(
+        &out,
+        &rules,
+        "1:8",
+        "error",
+        &format!("the user {user} may not read the DLQ {dlq}"),
+    );
+    has(
+        &out,
+        &rules,
+        "1:8",
+        "error",
+        &format!("the user {user} may not publish to the default exchange"),
+    );
+    has(
+        &out,
+        &rules,
+        "1:8",
+        "error",
+        &format!(
+            "the user {user} may not configure (declare) dlqd's own queues of {dlq} (dlqd.delay.{dlq}.100ms and 17 more"
+        ),
+    );
+    has(
+        &out,
+        &rules,
+        "1:8",
+        "error",
+        &format!("the user {user} may not read dlqd's own queues of {dlq}"),
+    );
+    has(
+        &out,
+        &rules,
+        "2:34",
+        "error",
+        &format!("the user {user} may not publish to the forward exchange {p}.fwd"),
+    );
     assert_eq!(headlines(&out, &rules), 5, "{out}");
-    assert!(out.contains("rabbitmqctl set_permissions -p /"), "a grant to copy:\n{out}");
+    assert!(
+        out.contains("rabbitmqctl set_permissions -p /"),
+        "a grant to copy:\n{out}"
+    );
     assert!(out.contains(&format!("broker amqp://{user}:***@")), "{out}");
-    assert!(!out.contains(&password) && !err.contains(&password), "{out}{err}");
+    assert!(
+        !out.contains(&password) && !err.contains(&password),
+        "{out}{err}"
+    );
 
     // Without admin credentials the API refuses a user with no tags: an error that says
     // why, without the password.
@@ -198,8 +338,14 @@ fn a_user_with_too_few_permissions_is_found_and_its_password_never_shows() {
     let err = stderr_of(&o);
     assert_eq!(o.status.code(), Some(1), "{}{err}", stdout(&o));
     assert!(err.contains(&format!("refused the user {user}")), "{err}");
-    assert!(err.contains("management, monitoring or administrator tag"), "{err}");
-    assert!(!err.contains(&password) && !stdout(&o).contains(&password), "{err}");
+    assert!(
+        err.contains("management, monitoring or administrator tag"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(&password) && !stdout(&o).contains(&password),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -213,7 +359,10 @@ async fn a_good_topology_has_no_findings_and_its_dead_letters_really_arrive() {
     m.exchange(&q("dlx2"), "fanout");
     m.queue(&q("dlq2nd"), json!({}));
     m.bind(&q("dlx2"), &q("dlq2nd"), "");
-    m.queue(&dlq, json!({"x-queue-type": "quorum", "x-dead-letter-exchange": q("dlx2")}));
+    m.queue(
+        &dlq,
+        json!({"x-queue-type": "quorum", "x-dead-letter-exchange": q("dlx2")}),
+    );
     // Work queues: one with a dead-letter routing key through a topic exchange, one
     // (quorum, at-least-once with reject-publish) set by a policy, keeping its own name.
     m.exchange(&q("dlx"), "topic");
@@ -254,7 +403,12 @@ async fn a_good_topology_has_no_findings_and_its_dead_letters_really_arrive() {
              ACTION(IGNORE)\n"
         ),
     );
-    let o = check(&url_as(&user, &password), &admin(), &["--deny-warnings"], &rules);
+    let o = check(
+        &url_as(&user, &password),
+        &admin(),
+        &["--deny-warnings"],
+        &rules,
+    );
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr_of(&o));
     assert_eq!(headlines(&out, &rules), 0, "{out}");
@@ -274,8 +428,10 @@ async fn a_good_topology_has_no_findings_and_its_dead_letters_really_arrive() {
             BasicProperties::default().with_message_id(id.into()),
         )]
     };
-    b.dead_letter(&q("orders"), &dlq, Way::Reject, &one("o1")).await;
-    b.dead_letter(&q("pay"), &dlq, Way::Reject, &one("p1")).await;
+    b.dead_letter(&q("orders"), &dlq, Way::Reject, &one("o1"))
+        .await;
+    b.dead_letter(&q("pay"), &dlq, Way::Reject, &one("p1"))
+        .await;
     assert_eq!(b.count(&dlq).await, 2);
     for other in ["orders", "pay", "dlq2nd", "parked", "pay.parked"] {
         assert_eq!(b.count(&q(other)).await, 0, "{other}");
@@ -294,7 +450,16 @@ fn an_unreachable_management_api_is_an_error_that_says_how_to_enable_it() {
     );
     let err = stderr_of(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("cannot reach the management API at http://127.0.0.1:1"), "{err}");
-    assert!(err.contains("rabbitmq-plugins enable rabbitmq_management"), "{err}");
-    assert!(!err.contains("S3cretPw") && !stdout(&o).contains("S3cretPw"), "{err}");
+    assert!(
+        err.contains("cannot reach the management API at http://127.0.0.1:1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("rabbitmq-plugins enable rabbitmq_management"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("S3cretPw") && !stdout(&o).contains("S3cretPw"),
+        "{err}"
+    );
 }

@@ -231,9 +231,9 @@ impl Client {
                 url: self.ep.base.clone(),
                 path: path.into(),
                 status,
-                body: self
-                    .ep
-                    .scrub(&crate::escape::text(&body.chars().take(300).collect::<String>())),
+                body: self.ep.scrub(&crate::escape::text(
+                    &body.chars().take(300).collect::<String>(),
+                )),
             }),
         }
     }
@@ -307,8 +307,8 @@ pub fn snapshot(ep: &Endpoint) -> Result<Snapshot, ManagementError> {
         .http_status_as_error(false)
         .build()
         .into();
-    let token = base64::engine::general_purpose::STANDARD
-        .encode(format!("{}:{}", ep.login, ep.password));
+    let token =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ep.login, ep.password));
     let client = Client {
         agent,
         ep: ep.clone(),
@@ -336,19 +336,20 @@ pub fn snapshot(ep: &Endpoint) -> Result<Snapshot, ManagementError> {
     let bindings: Vec<ApiBinding> = client
         .json(&format!("/api/bindings/{vh}"))?
         .ok_or_else(no_vhost)?;
-    let permissions =
-        match client.json::<ApiPermissions>(&format!("/api/permissions/{vh}/{}", seg(&ep.user))) {
-            Ok(Some(p)) => Access::Granted(Permissions {
-                configure: p.configure,
-                write: p.write,
-                read: p.read,
-            }),
-            Ok(None) => Access::None,
-            Err(ManagementError::Refused { user, status, .. }) => Access::Unreadable(format!(
-                "the management API refused {user} (HTTP {status}): reading permissions needs the administrator tag"
-            )),
-            Err(e) => return Err(e),
-        };
+    let permissions = match client
+        .json::<ApiPermissions>(&format!("/api/permissions/{vh}/{}", seg(&ep.user)))
+    {
+        Ok(Some(p)) => Access::Granted(Permissions {
+            configure: p.configure,
+            write: p.write,
+            read: p.read,
+        }),
+        Ok(None) => Access::None,
+        Err(ManagementError::Refused { user, status, .. }) => Access::Unreadable(format!(
+            "the management API refused {user} (HTTP {status}): reading permissions needs the administrator tag"
+        )),
+        Err(e) => return Err(e),
+    };
     Ok(Snapshot {
         version: overview.rabbitmq_version,
         vhost: ep.vhost.clone(),
@@ -402,15 +403,21 @@ mod tests {
         assert_eq!((ep.vhost.as_str(), ep.user.as_str()), ("prod", "u"));
         assert_eq!((ep.login.as_str(), ep.password.as_str()), ("u", "s3cret"));
         let ep = Endpoint::new("amqps://u:p@h/%2f", None).expect("url");
-        assert_eq!((ep.base.as_str(), ep.vhost.as_str()), ("https://h:15671", "/"));
-        let ep = Endpoint::new(
-            "amqp://dlqd:p@h/%2f",
-            Some("http://admin:adm%21n@h:15675/"),
-        )
-        .expect("url");
+        assert_eq!(
+            (ep.base.as_str(), ep.vhost.as_str()),
+            ("https://h:15671", "/")
+        );
+        let ep = Endpoint::new("amqp://dlqd:p@h/%2f", Some("http://admin:adm%21n@h:15675/"))
+            .expect("url");
         assert_eq!(ep.base, "http://h:15675");
-        assert_eq!((ep.login.as_str(), ep.password.as_str()), ("admin", "adm!n"));
-        assert_eq!(ep.user, "dlqd", "the permissions checked are the AMQP user's");
+        assert_eq!(
+            (ep.login.as_str(), ep.password.as_str()),
+            ("admin", "adm!n")
+        );
+        assert_eq!(
+            ep.user, "dlqd",
+            "the permissions checked are the AMQP user's"
+        );
         let ep = Endpoint::new("amqp://dlqd:p@h/%2f", Some("http://h:1")).expect("url");
         assert_eq!((ep.login.as_str(), ep.password.as_str()), ("dlqd", "p"));
         assert!(format!("{ep:?}").find("\"p\"").is_none());
@@ -422,12 +429,18 @@ mod tests {
         assert!(!e.to_string().contains("hunter2"), "{e}");
         let e = Endpoint::new("amqp://u:p@h/%2f", Some("ftp://a:hunter2@h")).expect_err("scheme");
         assert!(!e.to_string().contains("hunter2"), "{e}");
-        let ep = Endpoint::new("amqp://u:hunter2@127.0.0.1:1/%2f", Some("http://127.0.0.1:1"))
-            .expect("url");
+        let ep = Endpoint::new(
+            "amqp://u:hunter2@127.0.0.1:1/%2f",
+            Some("http://127.0.0.1:1"),
+        )
+        .expect("url");
         let e = snapshot(&ep).expect_err("nothing listens on port 1");
         let text = e.to_string();
         assert!(!text.contains("hunter2"), "{text}");
-        assert!(text.contains("rabbitmq-plugins enable rabbitmq_management"), "{text}");
+        assert!(
+            text.contains("rabbitmq-plugins enable rabbitmq_management"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -115,7 +115,11 @@ impl Checker<'_> {
         self.out.diagnostics.push(d);
     }
 
-    fn span(&self, rule: usize, pick: impl Fn(&crate::rules::lower::RuleSpans) -> Option<Span>) -> Span {
+    fn span(
+        &self,
+        rule: usize,
+        pick: impl Fn(&crate::rules::lower::RuleSpans) -> Option<Span>,
+    ) -> Span {
         self.positions
             .rules
             .get(rule)
@@ -182,17 +186,17 @@ impl Checker<'_> {
         }
         let major = self.snapshot.major();
         let set = q.setting("delivery-limit").and_then(|(v, _)| v.as_int());
-        let (limit, why) = match set {
-            Some(n) if n >= 0 => (n, format!("a delivery limit of {n}")),
-            Some(n) if major < 4 => (
-                0,
-                format!("x-delivery-limit {n}, which on RabbitMQ 3.x drops a message at its first return"),
-            ),
+        let why = match set {
+            Some(n) if n >= 0 => format!("a delivery limit of {n}"),
+            Some(n) if major < 4 => {
+                format!(
+                    "x-delivery-limit {n}, which on RabbitMQ 3.x drops a message at its first return"
+                )
+            }
             Some(_) => return, // -1 (or below) on 4.x: unlimited
-            None if major >= 4 => (20, "a delivery limit of 20 (the default since RabbitMQ 4.0)".into()),
+            None if major >= 4 => "a delivery limit of 20 (the default since RabbitMQ 4.0)".into(),
             None => return,
         };
-        let _ = limit;
         let dlx = q.text("dead-letter-exchange");
         let missing = match dlx {
             Some(x) if self.snapshot.exchange(x).is_some() => return,
@@ -293,15 +297,26 @@ impl Checker<'_> {
                 bad.push(k.clone());
             }
         }
-        let shown_dlx = if dlx.is_empty() { "(the default exchange)".to_string() } else { dlx.to_string() };
-        let keys_text = |ks: &[String]| ks.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ");
+        let shown_dlx = if dlx.is_empty() {
+            "(the default exchange)".to_string()
+        } else {
+            dlx.to_string()
+        };
+        let keys_text = |ks: &[String]| {
+            ks.iter()
+                .map(|k| format!("'{k}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let to = if elsewhere.is_empty() {
             "no queue".to_string()
         } else {
             elsewhere.iter().cloned().collect::<Vec<_>>().join(", ")
         };
         let help = if dlx.is_empty() {
-            format!("set x-dead-letter-routing-key {dlq} (policy key dead-letter-routing-key), or use a dead-letter exchange bound to {dlq}")
+            format!(
+                "set x-dead-letter-routing-key {dlq} (policy key dead-letter-routing-key), or use a dead-letter exchange bound to {dlq}"
+            )
         } else {
             format!(
                 "bind {dlq} to {dlx} with the key{} {} (rabbitmqadmin declare binding source={dlx} destination={dlq} routing_key=KEY), or set a dead-letter-routing-key it is bound with",
@@ -446,8 +461,13 @@ impl Checker<'_> {
             };
             match &f.target {
                 ForwardTarget::Queue(t) => {
-                    let Some(name) = expand(t, destq) else { continue };
-                    if name == dlq || stage::is_own_queue(&name) || self.snapshot.queue(&name).is_some() {
+                    let Some(name) = expand(t, destq) else {
+                        continue;
+                    };
+                    if name == dlq
+                        || stage::is_own_queue(&name)
+                        || self.snapshot.queue(&name).is_some()
+                    {
                         continue;
                     }
                     self.push(
@@ -462,7 +482,9 @@ impl Checker<'_> {
                     exchange,
                     routing_key,
                 } => {
-                    let Some(name) = expand(exchange, destq) else { continue };
+                    let Some(name) = expand(exchange, destq) else {
+                        continue;
+                    };
                     if self.snapshot.exchange(&name).is_none() {
                         self.push(
                             Diagnostic::error(
@@ -564,7 +586,10 @@ impl Checker<'_> {
         if !ok(&p.read, dlq) {
             found.push((
                 self.dlq_span,
-                format!("the user {user} may not read the DLQ {dlq} (read permission '{}')", p.read),
+                format!(
+                    "the user {user} may not read the DLQ {dlq} (read permission '{}')",
+                    p.read
+                ),
             ));
         }
         if !ok(&p.write, DEFAULT_EXCHANGE) {
@@ -600,7 +625,9 @@ impl Checker<'_> {
             }
         }
         for (span, message) in found {
-            self.push(Diagnostic::error(span, message).with_help(format!("grant it, e.g. {suggestion}")));
+            self.push(
+                Diagnostic::error(span, message).with_help(format!("grant it, e.g. {suggestion}")),
+            );
         }
         for re in unjudged {
             self.push(

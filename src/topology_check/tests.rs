@@ -79,7 +79,10 @@ fn good() -> Snapshot {
             ),
         ],
         exchanges: vec![exchange("dlx", "fanout"), exchange("errors", "direct")],
-        bindings: vec![bind("dlx", "dlq", ""), bind("errors", "errors.q", "billing")],
+        bindings: vec![
+            bind("dlx", "dlq", ""),
+            bind("errors", "errors.q", "billing"),
+        ],
         permissions: Access::Granted(Permissions {
             configure: r"^dlqd\..*$".into(),
             write: r"^(amq\.default|dlqd\..*|errors)$".into(),
@@ -101,7 +104,15 @@ fn run(rules: &str, s: &Snapshot) -> Report {
 fn found(r: &Report) -> Vec<String> {
     r.diagnostics
         .iter()
-        .map(|d| format!("{}:{} {} {}", d.line, d.column, d.severity.as_str(), d.message))
+        .map(|d| {
+            format!(
+                "{}:{} {} {}",
+                d.line,
+                d.column,
+                d.severity.as_str(),
+                d.message
+            )
+        })
         .collect()
 }
 
@@ -110,7 +121,10 @@ fn a_good_topology_has_no_findings() {
     let r = run(RULES, &good());
     assert!(r.diagnostics.is_empty(), "{:#?}", found(&r));
     assert_eq!(r.dlq_kind.as_deref(), Some("quorum"));
-    assert_eq!(r.feeders, ["orders", "payments", "billing", "missing", "alo"]);
+    assert_eq!(
+        r.feeders,
+        ["orders", "payments", "billing", "missing", "alo"]
+    );
 }
 
 fn has(r: &Report, at: &str, severity: &str, words: &str) {
@@ -136,7 +150,8 @@ fn a_broken_topology_has_each_finding_where_the_rules_say_it() {
     q(&mut s, "alo").arguments.remove("x-overflow");
     q(&mut s, "dlq").arguments.remove("x-delivery-limit");
     s.exchanges.push(exchange("other", "direct"));
-    s.queues.retain(|q| q.name != "missing" && q.name != "payments.parked");
+    s.queues
+        .retain(|q| q.name != "missing" && q.name != "payments.parked");
     s.exchanges.retain(|e| e.name != "errors");
     s.permissions = Access::Granted(Permissions {
         configure: "^$".into(),
@@ -144,16 +159,56 @@ fn a_broken_topology_has_each_finding_where_the_rules_say_it() {
         read: "^dlqd".into(),
     });
     let r = run(RULES, &s);
-    has(&r, "1:8", "warning", "quorum queue with a delivery limit of 20");
+    has(
+        &r,
+        "1:8",
+        "warning",
+        "quorum queue with a delivery limit of 20",
+    );
     has(&r, "1:8", "error", "may not read the DLQ dlq");
-    has(&r, "1:8", "error", "may not publish to the default exchange");
-    has(&r, "1:8", "error", "may not configure (declare) dlqd's own queues");
+    has(
+        &r,
+        "1:8",
+        "error",
+        "may not publish to the default exchange",
+    );
+    has(
+        &r,
+        "1:8",
+        "error",
+        "may not configure (declare) dlqd's own queues",
+    );
     has(&r, "2:7", "error", "orders has no dead-letter exchange");
-    has(&r, "3:7", "error", "dead letters of payments do not reach dlq");
-    has(&r, "3:34", "error", "forward queue payments.parked does not exist");
-    has(&r, "4:7", "error", "dead-letter exchange nope of the work queue billing does not exist");
-    has(&r, "4:34", "error", "forward exchange errors does not exist");
-    has(&r, "5:7", "error", "work queue missing (DESTQ) does not exist");
+    has(
+        &r,
+        "3:7",
+        "error",
+        "dead letters of payments do not reach dlq",
+    );
+    has(
+        &r,
+        "3:34",
+        "error",
+        "forward queue payments.parked does not exist",
+    );
+    has(
+        &r,
+        "4:7",
+        "error",
+        "dead-letter exchange nope of the work queue billing does not exist",
+    );
+    has(
+        &r,
+        "4:34",
+        "error",
+        "forward exchange errors does not exist",
+    );
+    has(
+        &r,
+        "5:7",
+        "error",
+        "work queue missing (DESTQ) does not exist",
+    );
     has(&r, "6:7", "warning", "overflows with drop-head");
     assert_eq!(r.errors(), 9, "{:#?}", found(&r));
     assert_eq!(r.warnings(), 2, "{:#?}", found(&r));
@@ -178,11 +233,21 @@ fn three_ten_has_no_default_delivery_limit_and_headers_exchanges_are_unsure() {
     s.queues[0]
         .arguments
         .insert("x-delivery-limit".into(), Value::Int(-1));
-    has(&run(RULES, &s), "1:8", "warning", "drops a message at its first return");
+    has(
+        &run(RULES, &s),
+        "1:8",
+        "warning",
+        "drops a message at its first return",
+    );
     let mut s = good();
     s.exchanges[0].kind = "headers".into();
     let r = run("INPUTQ(dlq)\nDESTQ(orders) ACTION(IGNORE)\n", &s);
-    has(&r, "2:7", "warning", "cannot tell whether dead letters of orders reach dlq");
+    has(
+        &r,
+        "2:7",
+        "warning",
+        "cannot tell whether dead letters of orders reach dlq",
+    );
 }
 
 #[test]
@@ -192,11 +257,21 @@ fn a_routing_key_is_the_queue_name_or_its_binding_keys_or_the_dead_letter_routin
     s.bindings[0].routing_key = "orders.created".into();
     let rules = "INPUTQ(dlq)\nDESTQ(orders) ACTION(IGNORE)\n";
     // Only the queue's own name as a key: no route.
-    has(&run(rules, &s), "2:7", "error", "routes the key 'orders' to no queue");
+    has(
+        &run(rules, &s),
+        "2:7",
+        "error",
+        "routes the key 'orders' to no queue",
+    );
     // Published through an exchange with orders.created too: some reach it.
     s.exchanges.push(exchange("shop", "topic"));
     s.bindings.push(bind("shop", "orders", "orders.created"));
-    has(&run(rules, &s), "2:7", "warning", "some dead letters of orders may not reach dlq");
+    has(
+        &run(rules, &s),
+        "2:7",
+        "warning",
+        "some dead letters of orders may not reach dlq",
+    );
     // A dead-letter-routing-key decides alone.
     s.queues[1]
         .policy
@@ -208,9 +283,19 @@ fn a_routing_key_is_the_queue_name_or_its_binding_keys_or_the_dead_letter_routin
 fn permissions_that_cannot_be_read_or_do_not_exist() {
     let mut s = good();
     s.permissions = Access::Unreadable("HTTP 401".into());
-    has(&run(RULES, &s), "1:1", "warning", "cannot read the permissions of the user dlqd: HTTP 401");
+    has(
+        &run(RULES, &s),
+        "1:1",
+        "warning",
+        "cannot read the permissions of the user dlqd: HTTP 401",
+    );
     s.permissions = Access::None;
-    has(&run(RULES, &s), "1:8", "error", "has no permissions on the vhost /");
+    has(
+        &run(RULES, &s),
+        "1:8",
+        "error",
+        "has no permissions on the vhost /",
+    );
 }
 
 #[test]
@@ -219,6 +304,11 @@ fn a_destq_pattern_no_feeding_queue_matches() {
         "INPUTQ(dlq)\nDESTQ(shipping.*) ACTION(IGNORE)\nDESTQ(ord*) ACTION(IGNORE)\n",
         &good(),
     );
-    has(&r, "2:7", "warning", "no queue that dead-letters to dlq matches DESTQ(shipping.*)");
+    has(
+        &r,
+        "2:7",
+        "warning",
+        "no queue that dead-letters to dlq matches DESTQ(shipping.*)",
+    );
     assert_eq!(r.diagnostics.len(), 1, "{:#?}", found(&r));
 }

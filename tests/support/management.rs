@@ -116,7 +116,11 @@ impl Mgmt {
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
         let url = format!("{}/api/{path}", self.base);
         let result = match (method, body) {
-            ("GET", _) => self.agent.get(&url).header("Authorization", &self.auth).call(),
+            ("GET", _) => self
+                .agent
+                .get(&url)
+                .header("Authorization", &self.auth)
+                .call(),
             ("DELETE", _) => self
                 .agent
                 .delete(&url)
@@ -207,7 +211,10 @@ impl Mgmt {
             if q["policy"].as_str() == Some(name) {
                 return;
             }
-            assert!(Instant::now() < deadline, "policy {name} not applied to {queue}: {q}");
+            assert!(
+                Instant::now() < deadline,
+                "policy {name} not applied to {queue}: {q}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
