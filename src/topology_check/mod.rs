@@ -553,7 +553,7 @@ impl Checker<'_> {
                 self.push(
                     Diagnostic::error(
                         self.dlq_span,
-                        format!("the user {user} has no permissions on the vhost {vhost}"),
+                        format!("the user {user} has no permissions on the vhost {vhost} (or does not exist)"),
                     )
                     .with_help(format!("grant them, e.g. {suggestion}")),
                 );
