@@ -15,6 +15,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use lapin::BasicProperties;
+use lapin::options::{BasicGetOptions, BasicNackOptions};
 use serde_json::json;
 use support::broker::{self, Way, unique};
 use support::dlqd::{dlqd_env, stderr_of};
@@ -88,8 +89,42 @@ fn major(m: &Mgmt) -> u32 {
         .unwrap_or(0)
 }
 
-#[test]
-fn a_broken_topology_shows_each_fault_at_its_rules_position() {
+/// Publish one message to `queue` and reject it (requeue=false): a real dead letter.
+async fn reject_one(b: &Broker, queue: &str, id: &str) {
+    b.publish(
+        queue,
+        id.as_bytes(),
+        BasicProperties::default().with_message_id(id.into()),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(m) =
+            b.ch.basic_get(queue.into(), BasicGetOptions::default())
+                .await
+                .expect("basic.get")
+        {
+            b.ch.basic_nack(
+                m.delivery.delivery_tag,
+                BasicNackOptions {
+                    multiple: false,
+                    requeue: false,
+                },
+            )
+            .await
+            .expect("nack");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing to get from {queue}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_broken_topology_shows_each_fault_at_its_rules_position() {
     let mut m = Mgmt::connect();
     let dir = tempfile::tempdir().expect("tempdir");
     let p = unique("topo");
@@ -206,6 +241,20 @@ fn a_broken_topology_shows_each_fault_at_its_rules_position() {
         )),
         "{out}"
     );
+
+    // What the check found is what the broker does: dead letters of the queue without
+    // a dead-letter exchange and of the one whose exchange routes elsewhere are lost;
+    // one through a working route (alo's) arrives after them, alone.
+    let b = Broker::connect().await;
+    reject_one(&b, &q("nodlx"), "lost-1").await;
+    reject_one(&b, &q("wrongdlx"), "lost-2").await;
+    reject_one(&b, &q("alo"), "arrives").await;
+    b.wait_count(&dlq, 1, T).await;
+    let got = b.peek(&dlq).await;
+    assert_eq!(got.iter().map(|g| g.id()).collect::<Vec<_>>(), ["arrives"]);
+    for gone in ["nodlx", "wrongdlx", "elsewhere", "alo"] {
+        assert_eq!(b.count(&q(gone)).await, 0, "{gone}");
+    }
 
     // A DLQ that is not there.
     let missing = write(
