@@ -326,7 +326,10 @@ fn a_user_with_too_few_permissions_is_found_and_its_password_never_shows() {
     let rules = write(
         dir.path(),
         "narrow.rules",
-        &format!("INPUTQ({dlq})\nREASON(maxlen) ACTION(FWD) FWDEX({p}.fwd)\nACTION(IGNORE)\n"),
+        &format!(
+            "INPUTQ({dlq})\nREASON(maxlen) ACTION(FWD) FWDEX({p}.fwd)\n\
+             REASON(expired) ACTION(RETRY) PUTAUT(CTX)\nACTION(IGNORE)\n"
+        ),
     );
     let url = url_as(&user, &password);
     let o = check(&url, &admin(), &[], &rules);
@@ -370,7 +373,14 @@ fn a_user_with_too_few_permissions_is_found_and_its_password_never_shows() {
         "error",
         &format!("the user {user} may not publish to the forward exchange {p}.fwd"),
     );
-    assert_eq!(headlines(&out, &rules), 5, "{out}");
+    has(
+        &out,
+        &rules,
+        "3:38",
+        "warning",
+        &format!("the user {user} has no impersonator tag"),
+    );
+    assert_eq!(headlines(&out, &rules), 6, "{out}");
     assert!(
         out.contains("rabbitmqctl set_permissions -p /"),
         "a grant to copy:\n{out}"

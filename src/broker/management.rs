@@ -275,6 +275,13 @@ struct ApiBinding {
 }
 
 #[derive(Deserialize)]
+struct ApiUser {
+    /// A list (3.10 and later) or a comma-separated string (older).
+    #[serde(default)]
+    tags: serde_json::Value,
+}
+
+#[derive(Deserialize)]
 struct ApiPermissions {
     configure: String,
     write: String,
@@ -336,6 +343,22 @@ pub fn snapshot(ep: &Endpoint) -> Result<Snapshot, ManagementError> {
     let bindings: Vec<ApiBinding> = client
         .json(&format!("/api/bindings/{vh}"))?
         .ok_or_else(no_vhost)?;
+    let user_tags = match client.json::<ApiUser>(&format!("/api/users/{}", seg(&ep.user))) {
+        Ok(Some(u)) => Some(match u.tags {
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|t| t.as_str().map(String::from))
+                .collect(),
+            serde_json::Value::String(s) => s
+                .split(',')
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect(),
+            _ => Vec::new(),
+        }),
+        Ok(None) | Err(ManagementError::Refused { .. }) => None,
+        Err(e) => return Err(e),
+    };
     let permissions = match client
         .json::<ApiPermissions>(&format!("/api/permissions/{vh}/{}", seg(&ep.user)))
     {
@@ -389,6 +412,7 @@ pub fn snapshot(ep: &Endpoint) -> Result<Snapshot, ManagementError> {
             })
             .collect(),
         permissions,
+        user_tags,
     })
 }
 
@@ -441,6 +465,20 @@ mod tests {
             text.contains("rabbitmq-plugins enable rabbitmq_management"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn arguments_and_policies_become_values() {
+        let v: serde_json::Value = serde_json::from_str(
+            r#"{"x-dead-letter-exchange":"dlx","x-delivery-limit":5,"x-single-active-consumer":true}"#,
+        )
+        .expect("json");
+        let got = values(&v);
+        assert_eq!(got["x-dead-letter-exchange"], Value::Text("dlx".into()));
+        assert_eq!(got["x-delivery-limit"], Value::Int(5));
+        assert_eq!(got["x-single-active-consumer"], Value::Other("true".into()));
+        // An empty policy is written `[]` by some versions.
+        assert!(values(&serde_json::json!([])).is_empty());
     }
 
     #[test]

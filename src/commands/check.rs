@@ -70,7 +70,13 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         if errors > 0 || (args.deny_warnings && warnings > 0) {
             failed = true;
         }
-        let (Some(url), Some(table)) = (&args.broker, &checked.table) else {
+        let Some(url) = &args.broker else { continue };
+        let Some(table) = &checked.table else {
+            writeln!(
+                out,
+                "{shown}: broker {}: not checked (the table is invalid)",
+                redact(url)
+            )?;
             continue;
         };
         if broker.is_none() {

@@ -160,6 +160,36 @@ impl Checker<'_> {
         }
         self.forwards(dlq);
         self.permissions(dlq);
+        self.impersonation();
+    }
+
+    /// `PUTAUT(CTX)` keeps another user's `user_id`: the broker refuses that unless
+    /// dlqd's user has the `impersonator` tag.
+    fn impersonation(&mut self) {
+        let Some(tags) = &self.snapshot.user_tags else {
+            return;
+        };
+        if tags.iter().any(|t| t == "impersonator") {
+            return;
+        }
+        let user = &self.snapshot.user;
+        for (i, rule) in self.table.rules.iter().enumerate() {
+            let ctx = match &rule.action {
+                Action::Retry(r) => r.put_authority.keeps_user_id(),
+                Action::Forward(f) => f.put_authority.keeps_user_id(),
+                _ => false,
+            };
+            if ctx {
+                let span = self.span(i, |s| s.putaut);
+                self.out.diagnostics.push(
+                    Diagnostic::warning(
+                        span,
+                        format!("PUTAUT(CTX) keeps the message's user_id, but the user {user} has no impersonator tag: messages another user published fail and stay on the DLQ"),
+                    )
+                    .with_help(format!("rabbitmqctl set_user_tags {user} impersonator (with its other tags), or PUTAUT(DEF)")),
+                );
+            }
+        }
     }
 
     /// The literal DESTQ values, in rule order (not dlqd's own queues, not the DLQ).

@@ -16,6 +16,8 @@ pub struct Snapshot {
     pub exchanges: Vec<Exchange>,
     pub bindings: Vec<Binding>,
     pub permissions: Access,
+    /// The user's tags (`impersonator`, ...), when they could be read.
+    pub user_tags: Option<Vec<String>>,
 }
 
 /// An argument or policy value.

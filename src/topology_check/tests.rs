@@ -88,6 +88,7 @@ fn good() -> Snapshot {
             write: r"^(amq\.default|dlqd\..*|errors)$".into(),
             read: r"^(dlq|dlqd\..*)$".into(),
         }),
+        user_tags: Some(Vec::new()),
     }
 }
 
@@ -295,6 +296,26 @@ fn permissions_that_cannot_be_read_or_do_not_exist() {
         "1:8",
         "error",
         "has no permissions on the vhost /",
+    );
+}
+
+#[test]
+fn putaut_ctx_needs_the_impersonator_tag() {
+    let rules = "INPUTQ(dlq)\nDESTQ(orders) ACTION(RETRY) PUTAUT(CTX)\n";
+    let mut s = good();
+    s.user_tags = Some(vec!["monitoring".into()]);
+    has(
+        &run(rules, &s),
+        "2:36",
+        "warning",
+        "the user dlqd has no impersonator tag",
+    );
+    s.user_tags = Some(vec!["impersonator".into()]);
+    assert!(run(rules, &s).diagnostics.is_empty());
+    s.user_tags = None;
+    assert!(
+        run(rules, &s).diagnostics.is_empty(),
+        "tags unknown: nothing said"
     );
 }
 

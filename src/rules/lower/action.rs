@@ -163,7 +163,10 @@ pub(super) fn lower_action_item(
         }
         Kw::Header => parts.header = yes_no(kw.name(), value, diags),
         Kw::Archive => parts.archive = Some(PathBuf::from(&value.text)),
-        Kw::PutAut => parts.put_authority = put_authority(value, diags),
+        Kw::PutAut => {
+            spans.putaut = Some(value.span);
+            parts.put_authority = put_authority(value, diags);
+        }
         Kw::Control(_) | Kw::Pattern(_) | Kw::MqOnly(_) => {}
     }
 }

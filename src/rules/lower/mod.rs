@@ -55,6 +55,8 @@ pub struct RuleSpans {
     pub fwdex: Option<Span>,
     /// The `FWDRKEY` value.
     pub fwdrkey: Option<Span>,
+    /// The `PUTAUT` value.
+    pub putaut: Option<Span>,
 }
 
 /// Where lowering puts its diagnostics, with a cache of checked regexes (the same
