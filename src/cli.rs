@@ -33,7 +33,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Parse and validate rules files; print every error and warning.
+    /// Parse and validate rules files; print every error and warning (with --broker, also
+    /// check the live broker's topology against each table).
     Check(CheckArgs),
     /// Apply a rules table to captured messages, without a broker.
     DryRun(DryRunArgs),
@@ -62,8 +63,14 @@ pub struct CheckArgs {
     #[arg(long, value_name = "URL")]
     pub broker: Option<String>,
     /// The management API's address (http[s]://[USER:PASSWORD@]HOST:PORT); default: the
-    /// broker's host on port 15672 (15671 for amqps://), with its credentials.
-    #[arg(long, value_name = "URL", requires = "broker")]
+    /// broker's host on port 15672 (15671 for amqps://), with its credentials. Used only
+    /// with --broker.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "DLQD_MANAGEMENT_URL",
+        hide_env_values = true
+    )]
     pub management: Option<String>,
     /// The DLQ to check against the broker (overrides INPUTQ).
     #[arg(long, requires = "broker")]

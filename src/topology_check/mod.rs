@@ -151,7 +151,8 @@ impl Checker<'_> {
         let named = self.named_work_queues();
         let mut seen = BTreeSet::new();
         for n in &named {
-            if seen.insert(n.name.clone()) {
+            // DESTQ(the DLQ) is about the DLQ's own dead letters: its checks are above.
+            if n.name != dlq && seen.insert(n.name.clone()) {
                 self.work_queue(n, dlq, exists);
             }
         }
