@@ -33,7 +33,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Parse and validate rules files; print every error and warning.
+    /// Parse and validate rules files; print every error and warning (with --broker, also
+    /// check the live broker's topology against each table).
     Check(CheckArgs),
     /// Apply a rules table to captured messages, without a broker.
     DryRun(DryRunArgs),
@@ -56,6 +57,24 @@ pub struct CheckArgs {
     /// Fail (exit 1) on warnings too.
     #[arg(long)]
     pub deny_warnings: bool,
+    /// Also check the live broker at URL (amqp:// or amqps://) against what each table
+    /// assumes: the DLQ, the work queues' dead-lettering, forward targets, the user's
+    /// permissions. Read through the management HTTP API.
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
+    /// The management API's address (http[s]://[USER:PASSWORD@]HOST:PORT); default: the
+    /// broker's host on port 15672 (15671 for amqps://), with its credentials. Used only
+    /// with --broker.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "DLQD_MANAGEMENT_URL",
+        hide_env_values = true
+    )]
+    pub management: Option<String>,
+    /// The DLQ to check against the broker (overrides INPUTQ).
+    #[arg(long, requires = "broker")]
+    pub queue: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

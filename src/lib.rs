@@ -30,3 +30,4 @@ pub mod replay;
 pub mod rules;
 pub mod shutdown;
 pub mod stage;
+pub mod topology_check;

@@ -77,7 +77,7 @@ pub fn tls_config_from_env() -> Result<OwnedTLSConfig, String> {
 /// ends the authority, or — when a password holds an unencoded `/`, `?` or `#`, so the
 /// authority seems to end before its `@` — the first `@` after the user's `:`. Either
 /// way a password is never taken for part of the host or the path.
-fn userinfo_end(rest: &str) -> Option<usize> {
+pub(crate) fn userinfo_end(rest: &str) -> Option<usize> {
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     if let Some(at) = rest[..authority_end].rfind('@') {
         return Some(at);
@@ -134,7 +134,7 @@ fn url_hint(url: &str) -> &'static str {
     }
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -6,6 +6,7 @@ pub mod consumer;
 pub mod convert;
 pub mod error;
 pub mod frame;
+pub mod management;
 pub mod publisher;
 pub mod session;
 pub mod topology;

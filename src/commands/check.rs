@@ -1,17 +1,25 @@
 //! `dlqd check`: every diagnostic of every rules file on stdout, a summary line per
 //! file, and an exit status (1 when any file is invalid, or has warnings under
-//! `--deny-warnings`).
+//! `--deny-warnings`). With `--broker URL`, each valid table is also checked against the
+//! live broker (read once, through the management API): its findings as diagnostics at
+//! the rules positions, and a second summary line.
 
 use std::io::Write;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
+
+use crate::broker::management;
+use crate::broker::redact;
 use crate::cli::CheckArgs;
 use crate::rules::{self, diagnostic};
+use crate::topology_check::{self, snapshot::Snapshot};
 
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut failed = false;
+    let mut broker: Option<Snapshot> = None;
     for path in &args.rules {
         let shown = path.display().to_string();
         let source = match rules::read_source(path) {
@@ -62,6 +70,33 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         if errors > 0 || (args.deny_warnings && warnings > 0) {
             failed = true;
         }
+        let Some(url) = &args.broker else { continue };
+        let Some(table) = &checked.table else {
+            writeln!(
+                out,
+                "{shown}: broker {}: not checked (the table is invalid)",
+                redact(url)
+            )?;
+            continue;
+        };
+        if broker.is_none() {
+            out.flush()?;
+            let ep = management::Endpoint::new(url, args.management.as_deref())?;
+            let snapshot = management::snapshot(&ep)
+                .with_context(|| format!("cannot check the broker {}", redact(url)))?;
+            broker = Some(snapshot);
+        }
+        let Some(snapshot) = &broker else { continue };
+        let mut report =
+            topology_check::check(table, &checked.positions, args.queue.as_deref(), snapshot);
+        for d in &mut report.diagnostics {
+            d.path = shown.clone();
+        }
+        out.write_all(diagnostic::render_all(&report.diagnostics, &source).as_bytes())?;
+        writeln!(out, "{}", broker_summary(&shown, url, snapshot, &report))?;
+        if report.errors() > 0 || (args.deny_warnings && report.warnings() > 0) {
+            failed = true;
+        }
     }
     out.flush()?;
     Ok(if failed {
@@ -69,6 +104,48 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `FILE: broker URL (RabbitMQ V, vhost /): DLQ orders.dlq (quorum), dead letters from
+/// 2 queue(s): orders.eu, orders.us; 0 errors, 1 warning`.
+fn broker_summary(
+    shown: &str,
+    url: &str,
+    snapshot: &Snapshot,
+    report: &topology_check::Report,
+) -> String {
+    let dlq = match (&report.dlq, &report.dlq_kind) {
+        (Some(q), Some(kind)) => format!("DLQ {q} ({kind})"),
+        (Some(q), None) => format!("DLQ {q} (missing)"),
+        (None, _) => "no DLQ named".to_string(),
+    };
+    let feeders = if report.dlq_kind.is_none() {
+        String::new()
+    } else {
+        let mut names: Vec<&str> = report.feeders.iter().take(5).map(String::as_str).collect();
+        let more = report.feeders.len().saturating_sub(5);
+        let more_text = format!("and {more} more");
+        if more > 0 {
+            names.push(&more_text);
+        }
+        let list = if names.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", names.join(", "))
+        };
+        format!(
+            ", dead letters from {}{list}",
+            count(report.feeders.len(), "queue")
+        )
+    };
+    format!(
+        "{shown}: broker {} (RabbitMQ {}, vhost {}): {dlq}{feeders}; {}, {}",
+        redact(url),
+        snapshot.version,
+        snapshot.vhost,
+        count(report.errors(), "error"),
+        count(report.warnings(), "warning")
+    )
 }
 
 fn plural(n: usize) -> &'static str {

@@ -25,6 +25,17 @@ use std::time::{Duration, Instant};
 pub struct Checked {
     pub table: Option<Table>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Where the table's parts are written (meaningful with `table`), for diagnostics
+    /// about them found elsewhere (`dlqd check --broker`).
+    pub positions: Positions,
+}
+
+/// Where a table's parts are written: `INPUTQ`'s value, and one [`lower::RuleSpans`]
+/// per rule of the table, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Positions {
+    pub input_queue: Option<diagnostic::Span>,
+    pub rules: Vec<lower::RuleSpans>,
 }
 
 impl Checked {
@@ -115,6 +126,10 @@ fn check_entries(
     Checked {
         table: (!has_errors).then_some(lowered.table),
         diagnostics,
+        positions: Positions {
+            input_queue: lowered.input_queue,
+            rules: lowered.spans,
+        },
     }
 }
 

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod dlqd;
 pub mod fixture;
 pub mod lab;
+pub mod management;
 pub mod mix;
 pub mod private_node;
 pub mod proxy;

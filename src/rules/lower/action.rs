@@ -153,13 +153,20 @@ pub(super) fn lower_action_item(
             spans.fwdq = Some(value.span);
             parts.fwdq = template(entry, kw.name(), value, diags);
         }
-        Kw::FwdEx => parts.fwdex = template(entry, kw.name(), value, diags),
+        Kw::FwdEx => {
+            spans.fwdex = Some(value.span);
+            parts.fwdex = template(entry, kw.name(), value, diags);
+        }
         Kw::FwdRKey => {
+            spans.fwdrkey = Some(value.span);
             parts.fwdrkey = template(entry, kw.name(), value, diags).map(|t| (t, item.keyword_span))
         }
         Kw::Header => parts.header = yes_no(kw.name(), value, diags),
         Kw::Archive => parts.archive = Some(PathBuf::from(&value.text)),
-        Kw::PutAut => parts.put_authority = put_authority(value, diags),
+        Kw::PutAut => {
+            spans.putaut = Some(value.span);
+            parts.put_authority = put_authority(value, diags);
+        }
         Kw::Control(_) | Kw::Pattern(_) | Kw::MqOnly(_) => {}
     }
 }

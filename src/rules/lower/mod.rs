@@ -49,6 +49,14 @@ pub struct RuleSpans {
     pub retry: Option<Span>,
     /// The `FWDQ` value.
     pub fwdq: Option<Span>,
+    /// The `DESTQ` value.
+    pub destq: Option<Span>,
+    /// The `FWDEX` value.
+    pub fwdex: Option<Span>,
+    /// The `FWDRKEY` value.
+    pub fwdrkey: Option<Span>,
+    /// The `PUTAUT` value.
+    pub putaut: Option<Span>,
 }
 
 /// Where lowering puts its diagnostics, with a cache of checked regexes (the same

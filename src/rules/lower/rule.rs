@@ -7,6 +7,7 @@ use super::action::{ActionParts, assemble, lower_action_item};
 use super::patterns::lower_pattern;
 use super::{Lowered, RuleSpans, Sink, check_duplicate, count_errors, mq, resolve};
 use crate::rules::diagnostic::Span;
+use crate::rules::field::Field;
 use crate::rules::keywords::{Class, Kw};
 use crate::rules::syntax::Entry;
 use crate::rules::table::{Patterns, Rule};
@@ -42,6 +43,9 @@ pub(super) fn lower_rule(entry: &Entry, out: &mut Lowered, sink: &mut Sink) {
         }
         parts.given(kw, item.keyword_span);
         let Some(value) = &item.value else { continue };
+        if kw == Kw::Pattern(Field::DestQ) {
+            spans.destq = Some(value.span);
+        }
         match kw {
             Kw::Pattern(field) => lower_pattern(entry, field, item, value, &mut patterns, diags),
             // Control keywords make the entry control data: they never reach here.
