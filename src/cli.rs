@@ -97,13 +97,14 @@ pub struct BrokerArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
-    /// The rules file (or use --rule).
+    /// The rules file (or use --rule). Repeat it, or name a directory (its `*.rules`
+    /// files, sorted), to serve several DLQs: each file's INPUTQ names its DLQ.
     #[arg(long)]
-    pub rules: Option<PathBuf>,
+    pub rules: Vec<PathBuf>,
     /// An inline rule, `PATTERNS ACTION(...)`; repeatable; forms the whole table.
     #[arg(long, conflicts_with = "rules")]
     pub rule: Vec<String>,
-    /// The DLQ to consume (overrides INPUTQ).
+    /// The DLQ to consume (overrides INPUTQ); only with one rules table.
     #[arg(long)]
     pub queue: Option<String>,
     /// Stop when the DLQ holds nothing to act on now (same as WAIT(NO)).
@@ -202,9 +203,9 @@ pub struct CaptureArgs {
 pub struct InspectArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
-    /// The queue to summarise.
-    #[arg(long)]
-    pub queue: String,
+    /// The queue to summarise; repeat it for a table with a row per queue.
+    #[arg(long, required = true)]
+    pub queue: Vec<String>,
     /// List each message's metadata too.
     #[arg(long)]
     pub messages: bool,
