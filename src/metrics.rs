@@ -264,7 +264,7 @@ impl Metrics {
         m.set_state(DlqState::Disconnected);
         m.inner.depth.get_or_create(&m.queue).set(0);
         // Its histogram at zero from the start, so a rate over it exists at once.
-        m.inner.latency.get_or_create(&m.queue);
+        drop(m.inner.latency.get_or_create(&m.queue));
         m
     }
 
