@@ -233,7 +233,10 @@ mod tests {
 
     #[test]
     fn at_the_start_every_file_starts_its_dlq() {
-        let p = plan(&Members::new(), vec![read("a.rules", A), read("b.rules", B)]);
+        let p = plan(
+            &Members::new(),
+            vec![read("a.rules", A), read("b.rules", B)],
+        );
         assert_eq!(names(&p.start), ["a.dlq", "b.dlq"]);
         assert!(p.reload.is_empty() && p.retire.is_empty() && p.problems.is_empty());
         assert_eq!(p.members["b.dlq"].path, PathBuf::from("b.rules"));
@@ -251,7 +254,11 @@ mod tests {
         );
         assert_eq!(names(&p.start), ["a.dlq"]);
         assert_eq!(p.problems.len(), 2, "{:?}", p.problems);
-        assert!(p.problems[0].starts_with("x.rules: no INPUTQ"), "{:?}", p.problems);
+        assert!(
+            p.problems[0].starts_with("x.rules: no INPUTQ"),
+            "{:?}",
+            p.problems
+        );
         assert_eq!(
             p.problems[1],
             "again.rules: INPUTQ(a.dlq) is already served by a.rules"
@@ -260,7 +267,10 @@ mod tests {
 
     #[test]
     fn a_reload_starts_new_reloads_changed_retires_removed_and_leaves_the_rest() {
-        let first = plan(&Members::new(), vec![read("a.rules", A), read("b.rules", B)]);
+        let first = plan(
+            &Members::new(),
+            vec![read("a.rules", A), read("b.rules", B)],
+        );
         let changed_b = "INPUTQ(b.dlq)\nACTION(DISCARD)\n";
         let p = plan(
             &first.members,
@@ -270,10 +280,7 @@ mod tests {
         assert_eq!(names(&p.reload), ["b.dlq"]);
         assert_eq!(p.retire, ["a.dlq"]);
         assert!(p.problems.is_empty());
-        assert_eq!(
-            p.members.keys().collect::<Vec<_>>(),
-            ["b.dlq", "c.dlq"]
-        );
+        assert_eq!(p.members.keys().collect::<Vec<_>>(), ["b.dlq", "c.dlq"]);
         // The same files again: nothing to do.
         let again = plan(
             &p.members,
@@ -284,7 +291,10 @@ mod tests {
 
     #[test]
     fn an_invalid_file_keeps_its_dlq_on_the_old_table_and_touches_no_other() {
-        let first = plan(&Members::new(), vec![read("a.rules", A), read("b.rules", B)]);
+        let first = plan(
+            &Members::new(),
+            vec![read("a.rules", A), read("b.rules", B)],
+        );
         let p = plan(
             &first.members,
             vec![
@@ -297,7 +307,10 @@ mod tests {
         assert_eq!(names(&p.reload), ["b.dlq"]);
         assert_eq!(p.members["a.dlq"], first.members["a.dlq"], "old table kept");
         // Without INPUTQ now: the same, the old DLQ goes on.
-        let p = plan(&first.members, vec![read("a.rules", "ACTION(IGNORE)\n"), read("b.rules", B)]);
+        let p = plan(
+            &first.members,
+            vec![read("a.rules", "ACTION(IGNORE)\n"), read("b.rules", B)],
+        );
         assert_eq!(p.problems.len(), 1);
         assert!(p.retire.is_empty(), "{:?}", p.retire);
         assert_eq!(p.members["a.dlq"], first.members["a.dlq"]);

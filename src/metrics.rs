@@ -500,9 +500,18 @@ mod tests {
         // A retired DLQ's gauges and health entry go; its counters stay.
         b.retire();
         let text = root.render();
-        assert!(!text.contains(r#"dlqd_dlq_up{queue="billing.dlq"}"#), "{text}");
-        assert!(!text.contains(r#"dlqd_dlq_depth{queue="billing.dlq"}"#), "{text}");
-        assert!(text.contains(r#"dlqd_messages_total{queue="billing.dlq""#), "{text}");
+        assert!(
+            !text.contains(r#"dlqd_dlq_up{queue="billing.dlq"}"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains(r#"dlqd_dlq_depth{queue="billing.dlq"}"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"dlqd_messages_total{queue="billing.dlq""#),
+            "{text}"
+        );
         assert_eq!(root.health_report(), "orders.dlq: consuming\n");
         a.set_state(DlqState::Disconnected);
         assert!(!root.is_connected());

@@ -130,10 +130,26 @@ async fn wait_log(d: &Dlqd, needle: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_dlqs_one_missing_the_others_drain_and_sighup_adds_retires_and_reloads() {
     let mut b = Broker::connect().await;
-    let (dlq_a, work_a, to_a) = (unique("many-a-dlq"), unique("many-a-work"), unique("many-a-to"));
-    let (dlq_b, work_b, to_b) = (unique("many-b-dlq"), unique("many-b-work"), unique("many-b-to"));
-    let (dlq_c, work_c, to_c) = (unique("many-c-dlq"), unique("many-c-work"), unique("many-c-to"));
-    let (dlq_d, work_d, to_d) = (unique("many-d-dlq"), unique("many-d-work"), unique("many-d-to"));
+    let (dlq_a, work_a, to_a) = (
+        unique("many-a-dlq"),
+        unique("many-a-work"),
+        unique("many-a-to"),
+    );
+    let (dlq_b, work_b, to_b) = (
+        unique("many-b-dlq"),
+        unique("many-b-work"),
+        unique("many-b-to"),
+    );
+    let (dlq_c, work_c, to_c) = (
+        unique("many-c-dlq"),
+        unique("many-c-work"),
+        unique("many-c-to"),
+    );
+    let (dlq_d, work_d, to_d) = (
+        unique("many-d-dlq"),
+        unique("many-d-work"),
+        unique("many-d-to"),
+    );
     let to_b2 = unique("many-b-to2");
     b.work_queue(&work_a, &dlq_a, Way::Reject).await;
     b.work_queue(&work_b, &dlq_b, Way::Expire).await;
@@ -141,8 +157,10 @@ async fn three_dlqs_one_missing_the_others_drain_and_sighup_adds_retires_and_rel
         b.queue(t, &[]).await;
     }
     const N: usize = 40;
-    b.dead_letter(&work_a, &dlq_a, Way::Reject, &batch("a", N)).await;
-    b.dead_letter(&work_b, &dlq_b, Way::Expire, &batch("b", N)).await;
+    b.dead_letter(&work_a, &dlq_a, Way::Reject, &batch("a", N))
+        .await;
+    b.dead_letter(&work_b, &dlq_b, Way::Expire, &batch("b", N))
+        .await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let rules = dir.path().join("rules.d");
@@ -174,13 +192,21 @@ async fn three_dlqs_one_missing_the_others_drain_and_sighup_adds_retires_and_rel
     wait_log(&d, "cannot consume the DLQ").await;
     let (_, text) = get_until(addr, "/metrics", T, |s, t| {
         s == 200
-            && sum(t, "dlqd_dlq_unavailable_total", &[&q(&dlq_c), "cause=\"not_found\""]) >= 1.0
+            && sum(
+                t,
+                "dlqd_dlq_unavailable_total",
+                &[&q(&dlq_c), "cause=\"not_found\""],
+            ) >= 1.0
             && sum(t, "dlqd_messages_total", &[&q(&dlq_b)]) == N as f64
     })
     .await;
     for dlq in [&dlq_a, &dlq_b] {
         assert_eq!(
-            sum(&text, "dlqd_messages_total", &[&q(dlq), "action=\"forward\""]),
+            sum(
+                &text,
+                "dlqd_messages_total",
+                &[&q(dlq), "action=\"forward\""]
+            ),
             N as f64,
             "{text}"
         );
@@ -192,12 +218,22 @@ async fn three_dlqs_one_missing_the_others_drain_and_sighup_adds_retires_and_rel
         );
     }
     assert_eq!(sum(&text, "dlqd_dlq_up", &[&q(&dlq_c)]), 0.0, "{text}");
-    assert!(text.contains(&format!("dlqd_dlq_up{{{}}} 0", q(&dlq_c))), "{text}");
-    assert_eq!(sum(&text, "dlqd_messages_total", &[&q(&dlq_c)]), 0.0, "{text}");
+    assert!(
+        text.contains(&format!("dlqd_dlq_up{{{}}} 0", q(&dlq_c))),
+        "{text}"
+    );
+    assert_eq!(
+        sum(&text, "dlqd_messages_total", &[&q(&dlq_c)]),
+        0.0,
+        "{text}"
+    );
     // The missing DLQ does not make dlqd unhealthy (it reaches the broker); it is named.
     let (status, health) = get_until(addr, "/health", T, |s, _| s == 200).await;
     assert_eq!(status, 200, "{health}");
-    assert!(health.contains(&format!("{dlq_c}: connected; the DLQ is unavailable")), "{health}");
+    assert!(
+        health.contains(&format!("{dlq_c}: connected; the DLQ is unavailable")),
+        "{health}"
+    );
     assert!(health.contains(&format!("{dlq_a}: consuming")), "{health}");
 
     // The application declares the missing DLQ and dead-letters into it: it drains.
@@ -216,7 +252,8 @@ async fn three_dlqs_one_missing_the_others_drain_and_sighup_adds_retires_and_rel
 
     // SIGHUP: a new file (its DLQ already holds dead letters), a removed one, a changed one.
     b.work_queue(&work_d, &dlq_d, Way::QueueTtl).await;
-    b.dead_letter(&work_d, &dlq_d, Way::QueueTtl, &batch("d", N)).await;
+    b.dead_letter(&work_d, &dlq_d, Way::QueueTtl, &batch("d", N))
+        .await;
     forward_rules(&rules, "d.rules", &dlq_d, &to_d);
     std::fs::remove_file(rules.join("a.rules")).expect("rm");
     forward_rules(&rules, "b.rules", &dlq_b, &to_b2);
@@ -230,15 +267,23 @@ async fn three_dlqs_one_missing_the_others_drain_and_sighup_adds_retires_and_rel
     expire_into_live_dlq(&b, &work_b, &batch("b2", M)).await;
     b.wait_count(&to_b2, M as u32, T).await;
     // The retired DLQ is no longer served: its new dead letters stay on it.
-    b.dead_letter(&work_a, &dlq_a, Way::Reject, &batch("a2", M)).await;
+    b.dead_letter(&work_a, &dlq_a, Way::Reject, &batch("a2", M))
+        .await;
     let (_, text) = get_until(addr, "/metrics", T, |s, t| {
         s == 200 && sum(t, "dlqd_messages_total", &[&q(&dlq_d)]) == N as f64
     })
     .await;
-    assert!(!text.contains(&format!("dlqd_dlq_up{{{}}}", q(&dlq_a))), "retired:\n{text}");
+    assert!(
+        !text.contains(&format!("dlqd_dlq_up{{{}}}", q(&dlq_a))),
+        "retired:\n{text}"
+    );
     assert_eq!(sum(&text, "dlqd_dlq_up", &[&q(&dlq_d)]), 1.0, "{text}");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(b.count(&dlq_a).await, M as u32, "the retired DLQ is left alone");
+    assert_eq!(
+        b.count(&dlq_a).await,
+        M as u32,
+        "the retired DLQ is left alone"
+    );
 
     d.signal("TERM");
     let status = d.wait(Duration::from_secs(15)).await;
@@ -255,9 +300,16 @@ async fn three_dlqs_one_missing_the_others_drain_and_sighup_adds_retires_and_rel
         assert_eq!(b.count(queue).await, 0, "{queue} is empty");
     }
     let audited = std::fs::read_to_string(&audit).expect("audit");
-    assert_eq!(audited.lines().count(), 4 * N + M, "one audit line per action");
+    assert_eq!(
+        audited.lines().count(),
+        4 * N + M,
+        "one audit line per action"
+    );
     for dlq in [&dlq_a, &dlq_b, &dlq_c, &dlq_d] {
-        assert!(audited.contains(&format!("\"queue\":\"{dlq}\"")), "{dlq} audited");
+        assert!(
+            audited.contains(&format!("\"queue\":\"{dlq}\"")),
+            "{dlq} audited"
+        );
     }
     b.cleanup().await;
 }
@@ -268,8 +320,16 @@ async fn three_dlqs_one_missing_the_others_drain_and_sighup_adds_retires_and_rel
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_over_three_dlqs_drains_the_two_good_ones_and_exits_1_for_the_missing_one() {
     let mut b = Broker::connect().await;
-    let (dlq_a, work_a, to_a) = (unique("once-a-dlq"), unique("once-a-work"), unique("once-a-to"));
-    let (dlq_b, work_b, to_b) = (unique("once-b-dlq"), unique("once-b-work"), unique("once-b-to"));
+    let (dlq_a, work_a, to_a) = (
+        unique("once-a-dlq"),
+        unique("once-a-work"),
+        unique("once-a-to"),
+    );
+    let (dlq_b, work_b, to_b) = (
+        unique("once-b-dlq"),
+        unique("once-b-work"),
+        unique("once-b-to"),
+    );
     let (dlq_c, to_c) = (unique("once-c-dlq"), unique("once-c-to"));
     b.work_queue(&work_a, &dlq_a, Way::Reject).await;
     b.work_queue(&work_b, &dlq_b, Way::Overflow).await;
@@ -277,8 +337,10 @@ async fn once_over_three_dlqs_drains_the_two_good_ones_and_exits_1_for_the_missi
         b.queue(t, &[]).await;
     }
     const N: usize = 60;
-    b.dead_letter(&work_a, &dlq_a, Way::Reject, &batch("a", N)).await;
-    b.dead_letter(&work_b, &dlq_b, Way::Overflow, &batch("b", N / 2)).await;
+    b.dead_letter(&work_a, &dlq_a, Way::Reject, &batch("a", N))
+        .await;
+    b.dead_letter(&work_b, &dlq_b, Way::Overflow, &batch("b", N / 2))
+        .await;
 
     let out = tokio::task::spawn_blocking({
         let (a, bq, c) = (dlq_a.clone(), dlq_b.clone(), dlq_c.clone());
@@ -293,9 +355,16 @@ async fn once_over_three_dlqs_drains_the_two_good_ones_and_exits_1_for_the_missi
     .await
     .expect("inspect");
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(out.status.code(), Some(1), "a queue missing: exit 1\n{table}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a queue missing: exit 1\n{table}"
+    );
     let lines: Vec<&str> = table.lines().collect();
-    assert!(lines[0].starts_with("QUEUE") && lines[0].contains("TOP REASON"), "{table}");
+    assert!(
+        lines[0].starts_with("QUEUE") && lines[0].contains("TOP REASON"),
+        "{table}"
+    );
     let row = |dlq: &str| {
         *lines
             .iter()
@@ -303,9 +372,18 @@ async fn once_over_three_dlqs_drains_the_two_good_ones_and_exits_1_for_the_missi
             .unwrap_or_else(|| panic!("no row for {dlq}:\n{table}"))
     };
     assert!(row(&dlq_a).contains(&format!(" {N} ")), "{table}");
-    assert!(row(&dlq_a).contains(&format!("{work_a} ({N}, 100%)")), "{table}");
-    assert!(row(&dlq_a).contains(&format!("rejected ({N}, 100%)")), "{table}");
-    assert!(row(&dlq_b).contains(&format!("maxlen ({}, 100%)", N / 2)), "{table}");
+    assert!(
+        row(&dlq_a).contains(&format!("{work_a} ({N}, 100%)")),
+        "{table}"
+    );
+    assert!(
+        row(&dlq_a).contains(&format!("rejected ({N}, 100%)")),
+        "{table}"
+    );
+    assert!(
+        row(&dlq_b).contains(&format!("maxlen ({}, 100%)", N / 2)),
+        "{table}"
+    );
     assert!(row(&dlq_c).contains("error:"), "{table}");
     assert!(table.contains("3 queues: 90 messages"), "{table}");
     assert_eq!(b.count(&dlq_a).await, N as u32, "inspect consumes nothing");
@@ -324,7 +402,10 @@ async fn once_over_three_dlqs_drains_the_two_good_ones_and_exits_1_for_the_missi
     let status = d.wait(T).await;
     let stderr = d.stderr();
     assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("1 of 3 DLQ(s) stopped with an error"), "{stderr}");
+    assert!(
+        stderr.contains("1 of 3 DLQ(s) stopped with an error"),
+        "{stderr}"
+    );
     assert!(stderr.contains(&dlq_c), "{stderr}");
     assert_eq!(ids(&b.drain(&to_a).await), expected("a", N));
     assert_eq!(ids(&b.drain(&to_b).await), expected("b", N / 2));
@@ -351,19 +432,145 @@ async fn a_set_of_tables_that_cannot_be_served_is_refused_naming_the_files() {
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
         support::dlqd::dlqd(&refs, common::url(), T)
     };
-    let out = run(vec!["--rules".into(), p("one.rules"), "--rules".into(), p("two.rules")]);
+    let out = run(vec![
+        "--rules".into(),
+        p("one.rules"),
+        "--rules".into(),
+        p("two.rules"),
+    ]);
     let err = support::dlqd::stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains(&format!("{}: INPUTQ(x.dlq) is already served by {}", p("two.rules"), p("one.rules"))),
+        err.contains(&format!(
+            "{}: INPUTQ(x.dlq) is already served by {}",
+            p("two.rules"),
+            p("one.rules")
+        )),
         "{err}"
     );
-    let out = run(vec!["--rules".into(), p("one.rules"), "--rules".into(), p("none.rules")]);
+    let out = run(vec![
+        "--rules".into(),
+        p("one.rules"),
+        "--rules".into(),
+        p("none.rules"),
+    ]);
     let err = support::dlqd::stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains(&format!("{}: no INPUTQ", p("none.rules"))), "{err}");
-    let out = run(vec!["--rules".into(), dir.path().display().to_string(), "--queue".into(), "q".into()]);
+    assert!(
+        err.contains(&format!("{}: no INPUTQ", p("none.rules"))),
+        "{err}"
+    );
+    let out = run(vec![
+        "--rules".into(),
+        dir.path().display().to_string(),
+        "--queue".into(),
+        "q".into(),
+    ]);
     let err = support::dlqd::stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("--queue names one DLQ"), "{err}");
+}
+
+/// A password no log may show.
+const PASSWORD: &str = "Fl33t-S3CRET";
+
+/// On a private node, a dlqd user that may not read one of three DLQs (403
+/// ACCESS_REFUSED on its consume): the two others drain while that one is retried, its
+/// `dlqd_dlq_unavailable_total{cause="access_refused"}` counts, and once read access is
+/// granted it drains too. Every message counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dlq_the_user_may_not_read_waits_while_the_others_drain_and_drains_once_allowed() {
+    use support::private_node::PrivateNode;
+    let node = PrivateNode::start();
+    node.ctl(&["add_user", "dlqd", PASSWORD]);
+    let perms = |read: &str| {
+        node.ctl(&[
+            "set_permissions",
+            "-p",
+            "/",
+            "dlqd",
+            "^dlqd\\..*$",
+            "^(amq\\.default|dlqd\\..*)$",
+            read,
+        ]);
+    };
+    perms("^(ok1\\.dlq|ok2\\.dlq|dlqd\\..*)$");
+    let mut b = Broker::connect_to(&node.url())
+        .await
+        .expect("admin connection");
+    let queues = [
+        ("ok1", Way::Reject),
+        ("ok2", Way::Expire),
+        ("no", Way::Reject),
+    ];
+    const N: usize = 20;
+    for (name, way) in queues {
+        let (dlq, work) = (format!("{name}.dlq"), format!("{name}.work"));
+        b.work_queue(&work, &dlq, way).await;
+        b.queue(&format!("{name}.to"), &[]).await;
+        b.dead_letter(&work, &dlq, way, &batch(name, N)).await;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).expect("mkdir");
+    for (name, _) in queues {
+        forward_rules(
+            &rules,
+            &format!("{name}.rules"),
+            &format!("{name}.dlq"),
+            &format!("{name}.to"),
+        );
+    }
+    let addr = free_addr();
+    let url = format!("amqp://dlqd:{PASSWORD}@127.0.0.1:{}/%2f", node.port);
+    let mut d = support::dlqd::start(
+        dir.path(),
+        &url,
+        &[
+            "--rules",
+            rules.to_str().expect("utf-8"),
+            "--metrics-addr",
+            &addr.to_string(),
+        ],
+    );
+    b.wait_count("ok1.to", N as u32, T).await;
+    b.wait_count("ok2.to", N as u32, T).await;
+    let (_, text) = get_until(addr, "/metrics", T, |s, t| {
+        s == 200
+            && sum(
+                t,
+                "dlqd_dlq_unavailable_total",
+                &[&q("no.dlq"), "cause=\"access_refused\""],
+            ) >= 1.0
+    })
+    .await;
+    assert_eq!(sum(&text, "dlqd_dlq_up", &[&q("no.dlq")]), 0.0, "{text}");
+    assert_eq!(sum(&text, "dlqd_dlq_up", &[&q("ok1.dlq")]), 1.0, "{text}");
+    assert_eq!(
+        b.count("no.dlq").await,
+        N as u32,
+        "the refused DLQ is untouched"
+    );
+    assert!(
+        d.stderr().contains("ACCESS_REFUSED"),
+        "{}",
+        d.stderr_tail(30)
+    );
+    assert!(d.running());
+
+    perms("^(ok1\\.dlq|ok2\\.dlq|no\\.dlq|dlqd\\..*)$");
+    b.wait_count("no.to", N as u32, T).await;
+    d.signal("TERM");
+    let status = d.wait(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit {status:?}:\n{}", d.stderr_tail(40));
+    assert!(!d.stderr().contains(PASSWORD), "no password in the log");
+    for (name, _) in queues {
+        assert_eq!(
+            ids(&b.drain(&format!("{name}.to")).await),
+            expected(name, N)
+        );
+        assert_eq!(b.count(&format!("{name}.dlq")).await, 0);
+        assert_eq!(b.count(&format!("{name}.work")).await, 0);
+    }
+    b.cleanup().await;
 }

@@ -116,8 +116,10 @@ async fn metrics_health_json_logs_and_audit_during_a_real_run() {
     assert_eq!((status, body.as_str()), (200, "ok\n"));
     let (_, text) = get_until(addr, "/metrics", Duration::from_secs(10), |s, t| {
         s == 200
-            && sample(t, &format!("dlqd_processing_seconds_count{{queue=\"{dlq}\"}}"))
-                == Some(N as f64)
+            && sample(
+                t,
+                &format!("dlqd_processing_seconds_count{{queue=\"{dlq}\"}}"),
+            ) == Some(N as f64)
     })
     .await;
     let forwarded: f64 = text

@@ -73,7 +73,11 @@ fn cells(queue: &str, r: &Result<Summary, String>, now: SystemTime) -> [String; 
 pub fn render(rows: &[Row], now: SystemTime) -> String {
     let mut table: Vec<[String; 6]> = vec![HEADER.map(String::from)];
     table.extend(rows.iter().map(|(q, r)| cells(q, r, now)));
-    let messages: u64 = rows.iter().filter_map(|(_, r)| r.as_ref().ok()).map(Summary::total).sum();
+    let messages: u64 = rows
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .map(Summary::total)
+        .sum();
     let body: u64 = rows
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok())
@@ -149,7 +153,10 @@ mod tests {
         let rows = vec![
             ("orders.dlq".to_string(), Ok(a)),
             ("empty.dlq".to_string(), Ok(Summary::new())),
-            ("gone.dlq".to_string(), Err("no such queue (404)".to_string())),
+            (
+                "gone.dlq".to_string(),
+                Err("no such queue (404)".to_string()),
+            ),
         ];
         let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_003_600);
         let text = render(&rows, now);

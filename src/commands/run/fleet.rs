@@ -275,7 +275,10 @@ impl Supervisor {
 
     fn stop_all(&mut self) {
         if !self.stopping {
-            info!(dlqs = self.running.len(), "stop requested; every DLQ finishes the messages in flight");
+            info!(
+                dlqs = self.running.len(),
+                "stop requested; every DLQ finishes the messages in flight"
+            );
         }
         self.stopping = true;
         for h in self.running.values() {
@@ -303,7 +306,10 @@ impl Supervisor {
             }
         }
         for (queue, table) in plan.reload {
-            let path = plan.members.get(&queue).map(|m| m.path.display().to_string());
+            let path = plan
+                .members
+                .get(&queue)
+                .map(|m| m.path.display().to_string());
             match self.running.get(&queue) {
                 Some(h) if h.control.send(Control::Reload(Box::new(table))).is_ok() => {
                     info!(queue = %queue, rules = %path.unwrap_or_default(), "rules reloaded");
@@ -313,7 +319,10 @@ impl Supervisor {
         }
         self.members = plan.members;
         for (queue, table) in plan.start {
-            let path = self.members.get(&queue).map(|m| m.path.display().to_string());
+            let path = self
+                .members
+                .get(&queue)
+                .map(|m| m.path.display().to_string());
             info!(queue = %queue, rules = %path.unwrap_or_default(), "new rules file: serving its DLQ");
             self.start(queue, table);
         }
@@ -328,16 +337,20 @@ impl Supervisor {
             .get(&queue)
             .is_some_and(|h| h.generation == generation);
         match &result {
-            Ok(s) => info!(queue = %queue, done = s.done.values().sum::<u64>(), failed = s.failures(),
-                held = s.held, summary = %s, "run summary"),
+            Ok(s) => {
+                info!(queue = %queue, done = s.done.values().sum::<u64>(), failed = s.failures(),
+                held = s.held, summary = %s, "run summary")
+            }
             Err(e) => error!(queue = %queue, error = %e,
                 "this DLQ's handler stopped with an error; the other DLQs go on"),
         }
         if current {
-            if let Some(h) = self.running.remove(&queue) {
-                if result.is_ok() {
-                    h.observer.metrics().retire();
-                }
+            // Ended cleanly: no longer served. Ended with an error: still reported
+            // (not connected), so /health and dlqd_dlq_up say so.
+            if let Some(h) = self.running.remove(&queue)
+                && result.is_ok()
+            {
+                h.observer.metrics().retire();
             }
             // Not served any more: a later SIGHUP that finds its file starts it again.
             self.members.remove(&queue);
