@@ -355,6 +355,7 @@ async fn once_over_three_dlqs_drains_the_two_good_ones_and_exits_1_for_the_missi
     .await
     .expect("inspect");
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{table}");
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -384,7 +385,11 @@ async fn once_over_three_dlqs_drains_the_two_good_ones_and_exits_1_for_the_missi
         row(&dlq_b).contains(&format!("maxlen ({}, 100%)", N / 2)),
         "{table}"
     );
-    assert!(row(&dlq_c).contains("error:"), "{table}");
+    assert!(row(&dlq_c).contains("not inspected"), "{table}");
+    assert!(
+        table.contains(&format!("{dlq_c}: queue")),
+        "the error, after the table:\n{table}"
+    );
     assert!(table.contains("3 queues: 90 messages"), "{table}");
     assert_eq!(b.count(&dlq_a).await, N as u32, "inspect consumes nothing");
     assert_eq!(b.count(&dlq_b).await, (N / 2) as u32);

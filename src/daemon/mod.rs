@@ -22,6 +22,14 @@
 //! The command hands the daemon a [`Control`] channel: `Stop` finishes what is in flight
 //! (at most 8 s) and hands the rest back to the broker; `Reload` swaps the table.
 //!
+//! # One of several DLQs
+//!
+//! `dlqd run` may serve several DLQs, one `run` each (src/commands/run/fleet.rs); then
+//! [`Config::wait_for_dlq`] makes a DLQ that is missing or refused at the start a thing
+//! to wait for (as one deleted later always is), so that only this DLQ's handler waits.
+//! Where the handler stands (consuming, DLQ unavailable, disconnected) goes to the
+//! observer for `/health` and `dlqd_dlq_up`.
+//!
 //! # Limits
 //!
 //! [`Limits`] pace the DLQ loop (`--rate`: a delivery is taken, decided and acted on no

@@ -43,11 +43,11 @@ fn top<'a>(pairs: impl Iterator<Item = (&'a str, u64)>, total: u64) -> String {
 fn cells(queue: &str, r: &Result<Summary, String>, now: SystemTime) -> [String; 6] {
     let name = escape::text(queue).into_owned();
     match r {
-        Err(e) => [
+        Err(_) => [
             name,
             "-".into(),
             "-".into(),
-            format!("error: {}", escape::text(e)),
+            "not inspected (below)".into(),
             String::new(),
             String::new(),
         ],
@@ -119,6 +119,11 @@ pub fn render(rows: &[Row], now: SystemTime) -> String {
         out.push_str(&format!("; {failed} could not be inspected"));
     }
     out.push('\n');
+    for (q, r) in rows {
+        if let Err(e) = r {
+            out.push_str(&format!("{}: {}\n", escape::text(q), escape::text(e)));
+        }
+    }
     out
 }
 
@@ -167,9 +172,12 @@ mod tests {
         assert!(lines[1].contains("orders (2, 66%)"), "{text}");
         assert!(lines[1].contains("rejected (2, 66%)"), "{text}");
         assert!(lines[2].starts_with("empty.dlq"), "{text}");
-        assert!(lines[3].contains("error: no such queue (404)"), "{text}");
+        assert!(lines[3].contains("not inspected (below)"), "{text}");
         assert!(
-            text.ends_with("3 queues: 3 messages, 400 B of bodies; 1 could not be inspected\n"),
+            text.ends_with(
+                "3 queues: 3 messages, 400 B of bodies; 1 could not be inspected\n\
+                 gone.dlq: no such queue (404)\n"
+            ),
             "{text}"
         );
     }
