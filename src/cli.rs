@@ -50,7 +50,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Rules files to check.
+    /// Rules files to check; a directory stands for its `*.rules` files (and is checked
+    /// as one `run --rules DIR`: each file names its DLQ, none twice).
     #[arg(required = true)]
     pub rules: Vec<PathBuf>,
     /// Fail (exit 1) on warnings too.

@@ -474,6 +474,104 @@ async fn a_set_of_tables_that_cannot_be_served_is_refused_naming_the_files() {
     let err = support::dlqd::stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("--queue names one DLQ"), "{err}");
+
+    // `dlqd check DIR` says the same of the directory, after checking each file.
+    let shown = dir.path().display().to_string();
+    let out = support::dlqd::dlqd(&["check", &shown], common::url(), T);
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains(&format!("{}: valid: 1 rule", p("none.rules"))),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("{}: no INPUTQ", p("none.rules"))),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "{shown}: cannot be served as one rules directory: 2 errors"
+        )),
+        "{report}"
+    );
+    std::fs::remove_file(p("none.rules")).expect("rm");
+    std::fs::remove_file(p("two.rules")).expect("rm");
+    let out = support::dlqd::dlqd(&["check", &shown], common::url(), T);
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains(&format!("{shown}: serves 1 DLQ")),
+        "{report}"
+    );
+}
+
+/// SIGHUP with one file made invalid and another changed: the invalid one's DLQ keeps
+/// its old table (its diagnostics logged), the changed one's takes the new table, and
+/// neither disturbs the other. Every message counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_with_one_invalid_file_keeps_that_dlq_on_its_old_table_and_reloads_the_other() {
+    let mut b = Broker::connect().await;
+    let (dlq_x, work_x, x1, x2) = (
+        unique("hup-x-dlq"),
+        unique("hup-x-work"),
+        unique("hup-x-1"),
+        unique("hup-x-2"),
+    );
+    let (dlq_y, work_y, y1, y2) = (
+        unique("hup-y-dlq"),
+        unique("hup-y-work"),
+        unique("hup-y-1"),
+        unique("hup-y-2"),
+    );
+    b.work_queue(&work_x, &dlq_x, Way::Expire).await;
+    b.work_queue(&work_y, &dlq_y, Way::Expire).await;
+    for t in [&x1, &x2, &y1, &y2] {
+        b.queue(t, &[]).await;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules.d");
+    std::fs::create_dir(&rules).expect("mkdir");
+    forward_rules(&rules, "x.rules", &dlq_x, &x1);
+    forward_rules(&rules, "y.rules", &dlq_y, &y1);
+    let mut d = start_dlqd(dir.path(), &["--rules", rules.to_str().expect("utf-8")]);
+    const N: usize = 15;
+    expire_into_live_dlq(&b, &work_x, &batch("x1", N)).await;
+    expire_into_live_dlq(&b, &work_y, &batch("y1", N)).await;
+    b.wait_count(&x1, N as u32, T).await;
+    b.wait_count(&y1, N as u32, T).await;
+
+    std::fs::write(
+        rules.join("x.rules"),
+        format!("INPUTQ({dlq_x})\nACTION(FWD) FWDQ({x2}) BOGUS(1)\n"),
+    )
+    .expect("write");
+    forward_rules(&rules, "y.rules", &dlq_y, &y2);
+    d.signal("HUP");
+    wait_log(&d, "rules reloaded").await;
+    wait_log(&d, "reload failed for a rules file").await;
+    let log = d.stderr();
+    assert!(
+        log.contains("x.rules:2:"),
+        "the diagnostics name file and line:\n{log}"
+    );
+    assert!(log.contains("BOGUS"), "{log}");
+    expire_into_live_dlq(&b, &work_x, &batch("x2", N)).await;
+    expire_into_live_dlq(&b, &work_y, &batch("y2", N)).await;
+    b.wait_count(&x1, 2 * N as u32, T).await;
+    b.wait_count(&y2, N as u32, T).await;
+
+    d.signal("TERM");
+    let status = d.wait(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit {status:?}:\n{}", d.stderr_tail(40));
+    let mut want_x1 = expected("x1", N);
+    want_x1.extend(expected("x2", N));
+    assert_eq!(ids(&b.drain(&x1).await), want_x1, "x keeps its old table");
+    assert_eq!(ids(&b.drain(&y1).await), expected("y1", N));
+    assert_eq!(ids(&b.drain(&y2).await), expected("y2", N));
+    for queue in [&x2, &dlq_x, &dlq_y, &work_x, &work_y] {
+        assert_eq!(b.count(queue).await, 0, "{queue} is empty");
+    }
+    b.cleanup().await;
 }
 
 /// A password no log may show.

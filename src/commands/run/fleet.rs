@@ -363,3 +363,45 @@ impl Supervisor {
         self.ends.push((queue, result));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::BrokerError;
+
+    fn ok(failures: u64) -> Result<Summary, DaemonError> {
+        let mut s = Summary::default();
+        s.done("forward");
+        for _ in 0..failures {
+            s.failed("forward", "returned");
+        }
+        Ok(s)
+    }
+
+    fn err() -> Result<Summary, DaemonError> {
+        Err(DaemonError::Broker(BrokerError::lost("x", "y")))
+    }
+
+    #[test]
+    fn the_exit_status_is_the_worst_dlqs() {
+        let code = |ends: Vec<(&str, Result<Summary, DaemonError>)>, once| {
+            let ends: Vec<_> = ends.into_iter().map(|(q, r)| (q.to_string(), r)).collect();
+            exit_status(&ends, once).map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            code(vec![("a", ok(0)), ("b", ok(0))], true),
+            Ok(ExitCode::SUCCESS)
+        );
+        assert_eq!(
+            code(vec![("a", ok(0)), ("b", ok(2))], true),
+            Ok(ExitCode::from(EXIT_ACTIONS_FAILED))
+        );
+        // Failed actions matter under --once only, as with one DLQ.
+        assert_eq!(code(vec![("a", ok(2))], false), Ok(ExitCode::SUCCESS));
+        let e = code(vec![("a", ok(2)), ("b", err()), ("c", ok(0))], true).unwrap_err();
+        assert_eq!(
+            e,
+            "1 of 3 DLQ(s) stopped with an error (the others ran on; see the log): b"
+        );
+    }
+}
