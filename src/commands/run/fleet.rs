@@ -68,6 +68,8 @@ struct Supervisor {
     members: Members,
     running: BTreeMap<String, Handle>,
     tasks: JoinSet<Ended>,
+    /// Which DLQ each task serves (to know whose handler a panic ended).
+    task_queues: std::collections::HashMap<tokio::task::Id, String>,
     generation: u64,
     /// What the depth watch reads.
     watched: watch::Sender<Watched>,
@@ -126,6 +128,7 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             members: plan.members,
             running: BTreeMap::new(),
             tasks: JoinSet::new(),
+            task_queues: std::collections::HashMap::new(),
             generation: 0,
             watched,
             stopping: false,
@@ -212,15 +215,18 @@ impl Supervisor {
                     Signal::Reload if self.stopping => {}
                     Signal::Reload => self.reload(),
                 },
-                joined = self.tasks.join_next() => match joined {
+                joined = self.tasks.join_next_with_id() => match joined {
                     None => return,
-                    Some(Ok((queue, generation, result))) => self.ended(queue, generation, result),
+                    Some(Ok((id, (queue, generation, result)))) => {
+                        self.task_queues.remove(&id);
+                        self.ended(queue, generation, result);
+                    }
                     Some(Err(e)) => {
                         // A handler that panicked: its DLQ is no longer served.
-                        error!(error = %e, "a DLQ's handler failed");
-                        self.ends.push((String::from("?"), Err(DaemonError::Broker(
-                            crate::broker::BrokerError::lost("handler", e.to_string()),
-                        ))));
+                        let queue = self.task_queues.remove(&e.id()).unwrap_or_default();
+                        let generation = self.running.get(&queue).map_or(0, |h| h.generation);
+                        let failed = crate::broker::BrokerError::lost("the DLQ's handler", e.to_string());
+                        self.ended(queue, generation, Err(DaemonError::Broker(failed)));
                     }
                 },
             }
@@ -249,10 +255,11 @@ impl Supervisor {
         self.generation += 1;
         let generation = self.generation;
         let name = queue.clone();
-        self.tasks.spawn(async move {
+        let task = self.tasks.spawn(async move {
             let result = daemon::run(config, table, control_rx).await;
             (name, generation, result)
         });
+        self.task_queues.insert(task.id(), queue.clone());
         self.running.insert(
             queue,
             Handle {
@@ -352,8 +359,11 @@ impl Supervisor {
             {
                 h.observer.metrics().retire();
             }
-            // Not served any more: a later SIGHUP that finds its file starts it again.
-            self.members.remove(&queue);
+            // Ended with an error: a later SIGHUP that finds its file starts it again
+            // (not under --once, which ran its course).
+            if result.is_err() && !self.settings.once {
+                self.members.remove(&queue);
+            }
             self.publish_watched();
         } else if !self.running.contains_key(&queue) {
             // Retired (and not named again since).
