@@ -677,3 +677,76 @@ async fn a_dlq_the_user_may_not_read_waits_while_the_others_drain_and_drains_onc
     }
     b.cleanup().await;
 }
+
+/// `--max` (like `--rate`) applies to each DLQ: `--once --max 5` over two DLQs of 12
+/// takes 5 from each; the rest stays where it was. Every message counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_applies_to_each_dlq() {
+    let mut b = Broker::connect().await;
+    let (dlq_a, work_a, to_a) = (
+        unique("max-a-dlq"),
+        unique("max-a-work"),
+        unique("max-a-to"),
+    );
+    let (dlq_b, work_b, to_b) = (
+        unique("max-b-dlq"),
+        unique("max-b-work"),
+        unique("max-b-to"),
+    );
+    b.work_queue(&work_a, &dlq_a, Way::Reject).await;
+    b.work_queue(&work_b, &dlq_b, Way::QueueTtl).await;
+    b.queue(&to_a, &[]).await;
+    b.queue(&to_b, &[]).await;
+    const N: usize = 12;
+    const MAX: usize = 5;
+    b.dead_letter(&work_a, &dlq_a, Way::Reject, &batch("a", N))
+        .await;
+    b.dead_letter(&work_b, &dlq_b, Way::QueueTtl, &batch("b", N))
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    forward_rules(dir.path(), "a.rules", &dlq_a, &to_a);
+    forward_rules(dir.path(), "b.rules", &dlq_b, &to_b);
+    let (fa, fb) = (
+        dir.path().join("a.rules").display().to_string(),
+        dir.path().join("b.rules").display().to_string(),
+    );
+    let mut d = start_dlqd(
+        dir.path(),
+        &[
+            "--once",
+            "--max",
+            "5",
+            "--prefetch",
+            "1",
+            "--rules",
+            &fa,
+            "--rules",
+            &fb,
+        ],
+    );
+    let status = d.wait(T).await;
+    assert!(status.success(), "exit {status:?}:\n{}", d.stderr_tail(30));
+    assert_eq!(
+        d.stderr().matches("stopped at --max after 5 taken").count(),
+        2,
+        "each DLQ's summary says so:\n{}",
+        d.stderr_tail(30)
+    );
+    let (got_a, got_b) = (b.drain(&to_a).await, b.drain(&to_b).await);
+    assert_eq!(got_a.len(), MAX);
+    assert_eq!(got_b.len(), MAX);
+    let (left_a, left_b) = (b.drain(&dlq_a).await, b.drain(&dlq_b).await);
+    let mut all_a = ids(&got_a);
+    all_a.extend(ids(&left_a));
+    let mut all_b = ids(&got_b);
+    all_b.extend(ids(&left_b));
+    assert_eq!(
+        all_a,
+        expected("a", N),
+        "every message of A once: forwarded or still there"
+    );
+    assert_eq!(all_b, expected("b", N));
+    assert_eq!(left_a.len() + got_a.len(), N);
+    assert_eq!(left_b.len() + got_b.len(), N);
+    b.cleanup().await;
+}
