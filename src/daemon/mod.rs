@@ -393,7 +393,7 @@ impl Daemon {
                         "cannot consume the DLQ (missing or refused); trying again (dlqd's other DLQs go on)");
                     self.dlq_unavailable(&e);
                     session.close().await;
-                    self.give_up_after(unavailable, e)?;
+                    self.deadline_passed(unavailable, e)?;
                     self.pause(backoff.next_delay()).await;
                 }
                 Err(e) if e.is_fatal() => {
@@ -441,6 +441,18 @@ impl Daemon {
         self.config
             .observer
             .state(DlqState::Unavailable(e.to_string()));
+    }
+
+    /// Give up, without a log line of its own, when `--connect-deadline` has passed
+    /// since `since` (the caller has logged `e`).
+    fn deadline_passed(&self, since: Instant, e: BrokerError) -> Result<(), DaemonError> {
+        match self.config.give_up_after {
+            Some(limit) if since.elapsed() >= limit => Err(DaemonError::GaveUp {
+                waited: since.elapsed(),
+                last: e,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Log `e` and go on trying, or give up when `--connect-deadline` has passed since
