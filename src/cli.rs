@@ -51,7 +51,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Rules files to check.
+    /// Rules files to check; a directory stands for its `*.rules` files (and is checked
+    /// as one `run --rules DIR`: each file names its DLQ, none twice).
     #[arg(required = true)]
     pub rules: Vec<PathBuf>,
     /// Fail (exit 1) on warnings too.
@@ -116,13 +117,14 @@ pub struct BrokerArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
-    /// The rules file (or use --rule).
+    /// The rules file (or use --rule). Repeat it, or name a directory (its `*.rules`
+    /// files, sorted), to serve several DLQs: each file's INPUTQ names its DLQ.
     #[arg(long)]
-    pub rules: Option<PathBuf>,
+    pub rules: Vec<PathBuf>,
     /// An inline rule, `PATTERNS ACTION(...)`; repeatable; forms the whole table.
     #[arg(long, conflicts_with = "rules")]
     pub rule: Vec<String>,
-    /// The DLQ to consume (overrides INPUTQ).
+    /// The DLQ to consume (overrides INPUTQ); only with one rules table.
     #[arg(long)]
     pub queue: Option<String>,
     /// Stop when the DLQ holds nothing to act on now (same as WAIT(NO)).
@@ -221,9 +223,9 @@ pub struct CaptureArgs {
 pub struct InspectArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
-    /// The queue to summarise.
-    #[arg(long)]
-    pub queue: String,
+    /// The queue to summarise; repeat it for a table with a row per queue.
+    #[arg(long, required = true)]
+    pub queue: Vec<String>,
     /// List each message's metadata too.
     #[arg(long)]
     pub messages: bool,

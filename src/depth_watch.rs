@@ -1,16 +1,22 @@
-//! Watch the DLQ's depth from the side: every few seconds, on a connection of its own,
-//! read how many messages are ready on the DLQ and tell the [`Observer`] (the
-//! `dlqd_dlq_depth` gauge and the progress bar's "left on the DLQ").
+//! Watch the DLQs' depths from the side: every few seconds, on a connection of its own,
+//! read how many messages are ready on each DLQ served and tell its [`Observer`] (the
+//! `dlqd_dlq_depth{queue}` gauge and the progress bar's "left on the DLQ").
 //!
-//! Kept apart from the consume loop so that a slow or failed depth query never holds up
-//! a message; when the broker is unreachable it simply tries again later.
+//! Kept apart from the consume loops so that a slow or failed depth query never holds
+//! up a message; when the broker is unreachable it simply tries again later. One watch
+//! (one connection) serves every DLQ of a run; the set it reads follows the DLQs started
+//! and retired ([`Watched`]).
 
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::broker::Session;
 use crate::observer::Observer;
+
+/// The DLQs to watch now, each with the observer its depth goes to.
+pub type Watched = Vec<(String, Observer)>;
 
 /// Start watching `queue` every `every`; abort the handle to stop.
 pub fn spawn(
@@ -18,6 +24,17 @@ pub fn spawn(
     queue: String,
     every: Duration,
     observer: Observer,
+) -> JoinHandle<()> {
+    let (_set, rx) = watch::channel(vec![(queue, observer)]);
+    spawn_many(urls, rx, every)
+}
+
+/// Start watching the DLQs `set` holds (read afresh each round) every `every`; abort
+/// the handle to stop.
+pub fn spawn_many(
+    urls: Vec<String>,
+    set: watch::Receiver<Watched>,
+    every: Duration,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut session: Option<Session> = None;
@@ -28,11 +45,13 @@ pub fn spawn(
                     Err(e) => tracing::debug!(error = %e, "depth watch: cannot connect yet"),
                 }
             }
-            if let Some(s) = &session {
-                match s.queue_depth(&queue).await {
+            let queues: Watched = set.borrow().clone();
+            for (queue, observer) in &queues {
+                let Some(s) = &session else { break };
+                match s.queue_depth(queue).await {
                     Ok(n) => observer.depth(u64::from(n)),
                     Err(e) => {
-                        tracing::debug!(error = %e, "depth watch: cannot read the DLQ depth");
+                        tracing::debug!(queue = %queue, error = %e, "depth watch: cannot read the DLQ depth");
                         if !s.is_connected()
                             && let Some(s) = session.take()
                         {

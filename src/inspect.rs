@@ -4,6 +4,8 @@
 //! Every value from a message is escaped (`crate::escape`), and the per-message listing
 //! keeps its columns aligned however long a value is (`dry_run::columns`).
 
+pub mod overview;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
@@ -122,6 +124,11 @@ impl Summary {
     /// How many messages were counted.
     pub fn total(&self) -> u64 {
         self.sizes.len() as u64
+    }
+
+    /// The bytes of all bodies counted.
+    pub fn total_bytes(&self) -> u64 {
+        self.total_bytes
     }
 
     /// Messages per (original queue, reason, persistent), sorted.

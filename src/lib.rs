@@ -18,6 +18,7 @@ pub mod depth_watch;
 pub mod dry_run;
 pub mod escape;
 pub mod failure;
+pub mod fleet;
 pub mod inspect;
 pub mod message;
 pub mod metrics;

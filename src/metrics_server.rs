@@ -1,8 +1,11 @@
 //! The `--metrics-addr` HTTP endpoint: `GET /metrics` (OpenMetrics text) and `GET /health`.
 //!
-//! `/health` answers 200 `ok` while the handler is connected to the broker
-//! ([`Metrics::set_connected`]) and 503 otherwise. HTTP/1 only, no TLS: put it behind
-//! whatever the platform uses for scraping.
+//! `/health` answers 200 `ok` while the handler of every DLQ served is connected to
+//! the broker ([`Metrics::is_connected`]) and 503 otherwise. A DLQ that is missing or
+//! refused counts as connected (a restart cannot cure it; `dlqd_dlq_up` and the logs say
+//! it). With several DLQs, or when unhealthy, one line per DLQ follows the first: `queue:
+//! consuming`, `queue: connected; the DLQ is unavailable: ...`, `queue: not connected to
+//! the broker`. HTTP/1 only, no TLS: put it behind whatever the platform uses for scraping.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -131,12 +134,15 @@ fn route(metrics: &Metrics, method: &Method, path: &str) -> Response<Full<Bytes>
             resp
         }
         "/health" | "/healthz" => {
+            let report = metrics.health_report();
+            let several = report.lines().count() > 1;
             if metrics.is_connected() {
-                text(StatusCode::OK, "ok\n")
+                let detail = if several { report.as_str() } else { "" };
+                text(StatusCode::OK, format!("ok\n{detail}"))
             } else {
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "not connected to the broker\n",
+                    format!("not connected to the broker\n{report}"),
                 )
             }
         }
@@ -170,7 +176,8 @@ mod tests {
 
     #[tokio::test]
     async fn serves_metrics_and_health_over_http() {
-        let metrics = Metrics::new();
+        let root = Metrics::new();
+        let metrics = root.for_queue("q");
         let server = MetricsServer::bind("127.0.0.1:0".parse().expect("addr"))
             .await
             .expect("bind");
@@ -184,11 +191,25 @@ mod tests {
         metrics.set_connected(true);
         assert_eq!(get(addr, "/health").await, (200, "ok\n".to_owned()));
 
+        let other = root.for_queue("r");
+        let (status, body) = get(addr, "/health").await;
+        assert_eq!(status, 503);
+        assert!(body.contains("r: not connected to the broker\n"), "{body}");
+        other.set_state(crate::metrics::DlqState::Unavailable("404".into()));
+        assert_eq!(
+            get(addr, "/health").await,
+            (
+                200,
+                "ok\nq: consuming\nr: connected; the DLQ is unavailable: 404\n".to_owned()
+            )
+        );
+        other.retire();
+
         metrics.action(Some(3), "forward");
         let (status, body) = get(addr, "/metrics").await;
         assert_eq!(status, 200);
         assert!(
-            body.contains(r#"dlqd_messages_total{rule="3",action="forward"} 1"#),
+            body.contains(r#"dlqd_messages_total{queue="q",rule="3",action="forward"} 1"#),
             "{body}"
         );
         assert!(body.ends_with("# EOF\n"), "{body}");

@@ -89,9 +89,14 @@ impl Observer {
         );
     }
 
-    /// Connected to the broker (or not): drives `/health`.
+    /// Connected to the broker and consuming (or not): drives `/health`.
     pub fn connected(&self, yes: bool) {
         self.metrics.set_connected(yes);
+    }
+
+    /// Where the DLQ's handler stands (consuming, DLQ unavailable, disconnected).
+    pub fn state(&self, state: crate::metrics::DlqState) {
+        self.metrics.set_state(state);
     }
 
     /// The DLQ's depth as last seen.
@@ -152,14 +157,18 @@ mod tests {
     #[test]
     fn a_message_too_large_for_frame_max_is_counted_as_too_large() {
         // cause_of read "channel" in the text and said channel_closed.
-        let obs = Observer::default();
+        let obs = Observer::new(
+            Metrics::new().for_queue("orders.dlq"),
+            None,
+            Progress::hidden(),
+        );
         let f = ActionFailure::new(
             Cause::TooLarge,
             "headers of 140000 bytes do not fit one frame (channel frame_max 131072)",
         );
         obs.failed(&FWD, &f);
         let text = obs.metrics().render();
-        let want = r#"dlqd_action_failures_total{action="forward",cause="too_large"} 1"#;
+        let want = r#"dlqd_action_failures_total{queue="orders.dlq",action="forward",cause="too_large"} 1"#;
         assert!(text.contains(want), "missing {want} in\n{text}");
     }
 
@@ -168,7 +177,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("audit.jsonl");
         let obs = Observer::new(
-            Metrics::new(),
+            Metrics::new().for_queue("orders.dlq"),
             Some(Audit::open(&path).expect("open")),
             Progress::hidden(),
         );
@@ -193,13 +202,13 @@ mod tests {
 
         let text = obs.metrics().render();
         for want in [
-            r#"dlqd_messages_total{rule="4",action="forward"} 1"#,
-            r#"dlqd_messages_total{rule="4",action="retry"} 1"#,
-            r#"dlqd_retries_total{attempt="2"} 1"#,
-            r#"dlqd_action_failures_total{action="forward",cause="returned"} 1"#,
-            "dlqd_processing_seconds_count 2",
-            "dlqd_dlq_depth 10",
-            "dlqd_connected 1",
+            r#"dlqd_messages_total{queue="orders.dlq",rule="4",action="forward"} 1"#,
+            r#"dlqd_messages_total{queue="orders.dlq",rule="4",action="retry"} 1"#,
+            r#"dlqd_retries_total{queue="orders.dlq",attempt="2"} 1"#,
+            r#"dlqd_action_failures_total{queue="orders.dlq",action="forward",cause="returned"} 1"#,
+            r#"dlqd_processing_seconds_count{queue="orders.dlq"} 2"#,
+            r#"dlqd_dlq_depth{queue="orders.dlq"} 10"#,
+            r#"dlqd_connected{queue="orders.dlq"} 1"#,
         ] {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }

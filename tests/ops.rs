@@ -115,7 +115,11 @@ async fn metrics_health_json_logs_and_audit_during_a_real_run() {
     let (status, body) = get_until(addr, "/health", Duration::from_secs(10), |s, _| s == 200).await;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
     let (_, text) = get_until(addr, "/metrics", Duration::from_secs(10), |s, t| {
-        s == 200 && sample(t, "dlqd_processing_seconds_count") == Some(N as f64)
+        s == 200
+            && sample(
+                t,
+                &format!("dlqd_processing_seconds_count{{queue=\"{dlq}\"}}"),
+            ) == Some(N as f64)
     })
     .await;
     let forwarded: f64 = text
@@ -124,7 +128,11 @@ async fn metrics_health_json_logs_and_audit_during_a_real_run() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert_eq!(forwarded, N as f64, "{text}");
-    assert_eq!(sample(&text, "dlqd_connected"), Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, &format!("dlqd_connected{{queue=\"{dlq}\"}}")),
+        Some(1.0),
+        "{text}"
+    );
     assert!(
         !text.contains("dlqd_action_failures_total{"),
         "no failures expected:\n{text}"
@@ -254,7 +262,11 @@ async fn health_is_503_while_the_broker_is_unreachable() {
     let (status, _) = get_until(addr, "/health", Duration::from_secs(10), |_, _| true).await;
     assert_eq!(status, 503);
     let (_, text) = get_until(addr, "/metrics", Duration::from_secs(5), |s, _| s == 200).await;
-    assert_eq!(sample(&text, "dlqd_connected"), Some(0.0), "{text}");
+    assert_eq!(
+        sample(&text, r#"dlqd_connected{queue="never-reached"}"#),
+        Some(0.0),
+        "{text}"
+    );
     d.signal("TERM");
     let status = d.wait(Duration::from_secs(15)).await;
     assert!(status.success(), "exit {status:?}; stderr:\n{}", d.stderr());

@@ -105,6 +105,18 @@ impl BrokerError {
         )
     }
 
+    /// The broker refused access to a queue or exchange (403 ACCESS_REFUSED on a
+    /// channel; not a refused login, which is a [`BrokerError::Connect`]).
+    pub fn is_access_refused(&self) -> bool {
+        matches!(
+            self,
+            BrokerError::Amqp {
+                code: Some(403),
+                ..
+            }
+        )
+    }
+
     /// True when reconnecting cannot help.
     pub fn is_fatal(&self) -> bool {
         match self {

@@ -1,8 +1,10 @@
 //! `dlqd check`: every diagnostic of every rules file on stdout, a summary line per
 //! file, and an exit status (1 when any file is invalid, or has warnings under
-//! `--deny-warnings`). With `--broker URL`, each valid table is also checked against the
-//! live broker (read once, through the management API): its findings as diagnostics at
-//! the rules positions, and a second summary line.
+//! `--deny-warnings`). A directory stands for its `*.rules` files, sorted, and is also
+//! checked as `run --rules DIR` would serve it: every file names its DLQ (INPUTQ), no
+//! DLQ twice. With `--broker URL`, each valid table is also checked against the live
+//! broker (read once, through the management API): its findings as diagnostics at the
+//! rules positions, and a second summary line.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -20,7 +22,11 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut out = stdout.lock();
     let mut failed = false;
     let mut broker: Option<Snapshot> = None;
-    for path in &args.rules {
+    let mut paths = Vec::new();
+    for arg in &args.rules {
+        paths.extend(crate::fleet::rules_files(std::slice::from_ref(arg))?);
+    }
+    for path in &paths {
         let shown = path.display().to_string();
         let source = match rules::read_source(path) {
             Ok(s) => s,
@@ -95,6 +101,35 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         out.write_all(diagnostic::render_all(&report.diagnostics, &source).as_bytes())?;
         writeln!(out, "{}", broker_summary(&shown, url, snapshot, &report))?;
         if report.errors() > 0 || (args.deny_warnings && report.warnings() > 0) {
+            failed = true;
+        }
+    }
+    for dir in args.rules.iter().filter(|a| a.is_dir()) {
+        let files = crate::fleet::rules_files(std::slice::from_ref(dir))?;
+        // The invalid files were reported above; here, what the valid ones say together.
+        let valid: Vec<_> = crate::fleet::read_all(&files)
+            .into_iter()
+            .filter(|r| r.outcome.is_ok())
+            .collect();
+        let plan = crate::fleet::plan(&crate::fleet::Members::new(), valid);
+        for problem in &plan.problems {
+            writeln!(out, "{problem}")?;
+        }
+        if plan.problems.is_empty() {
+            writeln!(
+                out,
+                "{}: serves {} DLQ{}",
+                dir.display(),
+                plan.members.len(),
+                plural(plan.members.len())
+            )?;
+        } else {
+            writeln!(
+                out,
+                "{}: cannot be served as one rules directory: {}",
+                dir.display(),
+                count(plan.problems.len(), "error")
+            )?;
             failed = true;
         }
     }

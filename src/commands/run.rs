@@ -2,6 +2,9 @@
 //! and run the handler (src/daemon/) on a tokio runtime. Signals are the command's:
 //! SIGTERM/SIGINT become a stop, SIGHUP a reload (the file read and checked here; an
 //! invalid file keeps the old table), handed to the daemon on its control channel.
+//! Several rules files (or a rules directory) serve several DLQs: [`fleet`].
+
+mod fleet;
 
 use std::process::ExitCode;
 
@@ -34,7 +37,10 @@ const ONCE_CONNECT_DEADLINE: std::time::Duration = std::time::Duration::from_sec
 pub const EXIT_ACTIONS_FAILED: u8 = 3;
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let (table, rules_path) = match &args.rules {
+    if crate::fleet::is_fleet(&args.rules) {
+        return fleet::run(args);
+    }
+    let (table, rules_path) = match args.rules.first() {
         Some(path) => {
             let (table, warnings) = rules::load(path)?;
             log_warnings(&warnings);
@@ -54,7 +60,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         Progress::hidden()
     };
-    let observer = Observer::new(metrics.clone(), audit, progress);
+    let observer = Observer::new(metrics.for_queue(&queue), audit, progress);
     let config = Config {
         urls: args.broker.urls.clone(),
         queue,
@@ -66,6 +72,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .or(args.once.then_some(ONCE_CONNECT_DEADLINE)),
         observer: observer.clone(),
         limits: limits(&args),
+        wait_for_dlq: false,
     };
     let once = args.once;
     let runtime = runtime().context("cannot start the async runtime")?;

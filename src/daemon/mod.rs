@@ -22,6 +22,14 @@
 //! The command hands the daemon a [`Control`] channel: `Stop` finishes what is in flight
 //! (at most 8 s) and hands the rest back to the broker; `Reload` swaps the table.
 //!
+//! # One of several DLQs
+//!
+//! `dlqd run` may serve several DLQs, one `run` each (src/commands/run/fleet.rs); then
+//! [`Config::wait_for_dlq`] makes a DLQ that is missing or refused at the start a thing
+//! to wait for (as one deleted later always is), so that only this DLQ's handler waits.
+//! Where the handler stands (consuming, DLQ unavailable, disconnected) goes to the
+//! observer for `/health` and `dlqd_dlq_up`.
+//!
 //! # Limits
 //!
 //! [`Limits`] pace the DLQ loop (`--rate`: a delivery is taken, decided and acted on no
@@ -40,7 +48,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_lite::StreamExt;
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::ack_window::{Ack, AckWindow};
 use crate::broker::{ActionFailure, BrokerError, Cause, Delivery, DlqConsumer, Session};
@@ -48,6 +56,7 @@ use crate::dead_letter::DeadLetter;
 use crate::decide::{Decider, Outcome};
 use crate::escape::Escaped;
 use crate::message::Message;
+use crate::metrics::DlqState;
 use crate::observer::{ActionEvent, Observer};
 use crate::outgoing::{self, ForwardInfo};
 use crate::rate_limit::{Pacer, Rate};
@@ -110,6 +119,11 @@ pub struct Config {
     pub observer: Observer,
     /// How fast and how many (`--rate`, `--max`).
     pub limits: Limits,
+    /// Wait for a DLQ that is missing or refused (404, 403) at the start too, trying
+    /// again with backoff, an error logged and `dlqd_dlq_unavailable_total` counted,
+    /// instead of ending the run: one of several DLQs served by one process, whose
+    /// trouble must not stop the others. Not under `--once` (a one-shot run ends).
+    pub wait_for_dlq: bool,
 }
 
 /// How fast a run takes messages from the DLQ and how many: the settings behind `--rate`
@@ -355,6 +369,7 @@ impl Daemon {
                 Ok(s) => s,
                 Err(e) if e.is_fatal() => return Err(e.into()),
                 Err(e) => {
+                    self.config.observer.state(DlqState::Disconnected);
                     self.give_up_after(unavailable, e)?;
                     self.pause(backoff.next_delay()).await;
                     continue;
@@ -370,39 +385,50 @@ impl Daemon {
                      (or a policy setting them), a message dlqd leaves waits RETRYINT in the left queue and its \
                      age on the DLQ starts again each time it comes back; give the left queue the same policy");
             }
-            self.config.observer.connected(true);
             let mut reached_dlq = false;
             let ended = self
                 .run_session(&mut session, &mut backoff, &mut reached_dlq)
                 .await;
-            self.config.observer.connected(false);
             if reached_dlq {
                 had_dlq = true;
                 unavailable = Instant::now();
             }
             match ended {
                 Ok(()) => {
+                    self.config.observer.state(DlqState::Disconnected);
                     session.close().await;
                     return Ok(());
                 }
                 Err(e) if had_dlq && e.is_not_found() => {
                     warn!(queue = %self.config.queue, error = %e,
                         "the DLQ is gone; waiting for it to be declared again");
+                    self.dlq_unavailable(&e);
                     session.close().await;
                     self.give_up_after(unavailable, e)?;
                     self.pause(backoff.next_delay()).await;
                 }
+                Err(e) if self.waits_for_dlq(&e) => {
+                    error!(queue = %self.config.queue, error = %e,
+                        "cannot consume the DLQ (missing or refused); trying again (dlqd's other DLQs go on)");
+                    self.dlq_unavailable(&e);
+                    session.close().await;
+                    self.deadline_passed(unavailable, e)?;
+                    self.pause(backoff.next_delay()).await;
+                }
                 Err(e) if e.is_fatal() => {
+                    self.config.observer.state(DlqState::Disconnected);
                     session.close().await;
                     return Err(e.into());
                 }
                 Err(e @ BrokerError::Unreadable { .. }) if self.once() => {
                     // The same message comes first again on every session: a one-shot
                     // run ends, saying what it found.
+                    self.config.observer.state(DlqState::Disconnected);
                     session.close().await;
                     return Err(e.into());
                 }
                 Err(e) => {
+                    self.config.observer.state(DlqState::Disconnected);
                     warn!(error = %e, "session lost; reconnecting");
                     // The node may be the trouble: start with the next address.
                     next_url = (session.url_index() + 1) % self.config.urls.len().max(1);
@@ -411,6 +437,40 @@ impl Daemon {
                     self.pause(backoff.next_delay()).await;
                 }
             }
+        }
+    }
+
+    /// Whether a session that ended with `e` waits for the DLQ (see
+    /// [`Config::wait_for_dlq`]): the DLQ (or dlqd's queues beside it) missing or
+    /// refused on a broker that answers.
+    fn waits_for_dlq(&self, e: &BrokerError) -> bool {
+        self.config.wait_for_dlq && !self.once() && (e.is_not_found() || e.is_access_refused())
+    }
+
+    /// The DLQ could not be consumed: counted, and `/health` told the broker answers.
+    fn dlq_unavailable(&self, e: &BrokerError) {
+        let cause = if e.is_not_found() {
+            "not_found"
+        } else if e.is_access_refused() {
+            "access_refused"
+        } else {
+            "other"
+        };
+        self.config.observer.metrics().dlq_unavailable(cause);
+        self.config
+            .observer
+            .state(DlqState::Unavailable(e.to_string()));
+    }
+
+    /// Give up, without a log line of its own, when `--connect-deadline` has passed
+    /// since `since` (the caller has logged `e`).
+    fn deadline_passed(&self, since: Instant, e: BrokerError) -> Result<(), DaemonError> {
+        match self.config.give_up_after {
+            Some(limit) if since.elapsed() >= limit => Err(DaemonError::GaveUp {
+                waited: since.elapsed(),
+                last: e,
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -556,6 +616,7 @@ impl Daemon {
         tokio::time::timeout(SETUP_DEADLINE, setup)
             .await
             .map_err(|_| setup_timed_out())??;
+        self.config.observer.state(DlqState::Consuming);
         let movers = self.movers(session);
         let tasks: Vec<_> = self
             .stage_queues()
