@@ -94,7 +94,7 @@ fn wrongly_typed_death_history_falls_back_to_what_can_be_read() {
     let dl = DeadLetter::new(&m);
     // The entry's queue is unreadable: x-first-death-queue stands in; its reason is read.
     assert_eq!(
-        (dl.destq.as_str(), dl.reason.as_str()),
+        (&*dl.destq, &*dl.reason),
         ("orders.eu", "rejected")
     );
     assert!(dl.rkeys.is_empty());
