@@ -20,7 +20,10 @@ pub enum Kind {
     /// A generic pattern or `/regex/` on several text values: it matches when any of
     /// them matches (none is read as one empty value: see [`Field::values`]). The text
     /// names one value, for `--explain` (`routing key`).
-    AnyText(for<'a> fn(&'a DeadLetter<'_>) -> &'a [Cow<'a, str>], &'static str),
+    AnyText(
+        for<'a> fn(&'a DeadLetter<'_>) -> &'a [Cow<'a, str>],
+        &'static str,
+    ),
     /// `YES` or `NO` (and runmqdlq's `MQPER_*` constants).
     Flag(fn(&DeadLetter<'_>) -> bool),
     /// `name=pattern` on a header; the keyword may repeat, and all must match.

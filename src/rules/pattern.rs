@@ -543,8 +543,21 @@ mod tests {
     #[test]
     fn contains_is_str_contains() {
         let long = "x".repeat(70) + "ab";
-        let texts = ["", "a", "ab", "ba", "aab", "abab", "q12", "q1234", "é-ab-é", &long];
-        let needles = ["", "a", "b", "ab", "abc", "-ab-", "q12", "é", "xab", "xxxxxxxxab"];
+        let texts = [
+            "", "a", "ab", "ba", "aab", "abab", "q12", "q1234", "é-ab-é", &long,
+        ];
+        let needles = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "abc",
+            "-ab-",
+            "q12",
+            "é",
+            "xab",
+            "xxxxxxxxab",
+        ];
         for t in texts {
             for n in needles {
                 assert_eq!(contains(t, n), t.contains(n), "{t:?} contains {n:?}");

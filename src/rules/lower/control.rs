@@ -1,7 +1,6 @@
 //! Lowering the control entry (`INPUTQ(q) RETRYINT(30s) WAIT(NO)`): only in the first
 //! entry, nothing but control keywords; each value read as [`ControlKw`] defines.
 
-
 use super::{Lowered, Seen, Sink, check_duplicate, mq, resolve};
 use crate::rules::control::ControlKw;
 use crate::rules::diagnostic::Diagnostic;

@@ -1,7 +1,6 @@
 //! The rule walk: each item of a rule entry resolved, checked once, and handed to the
 //! pattern, action or MQ-compatibility lowering; the rule kept when it has no errors.
 
-
 use super::action::{ActionParts, assemble, lower_action_item};
 use super::patterns::lower_pattern;
 use super::{Lowered, RuleSpans, Seen, Sink, check_duplicate, count_errors, mq, resolve};
