@@ -21,6 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod support;
+use support::thread_cpu;
+
 /// A rules file of `n` rules (plus control data and comments), 1 in 10 with a regex.
 fn generate(n: usize) -> String {
     let mut s = String::from(
@@ -113,17 +116,6 @@ fn generate_regexes(n: usize) -> String {
     }
     s.push_str("ACTION(IGNORE)\n");
     s
-}
-
-/// Nanoseconds this thread has spent on a CPU (Linux), to report a figure that the
-/// machine's other load does not inflate; `None` elsewhere.
-fn on_cpu_ns() -> Option<u64> {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// CPU time (user + system) of this process's waited-for children, in clock ticks of
@@ -221,7 +213,7 @@ fn cold(label: &str, bin: &Path, file: &Path, rounds: usize) {
 
 /// Where the time goes in this process, phase by phase (on-CPU ms of this thread).
 fn phases(label: &str, source: &str) {
-    let cpu = || on_cpu_ns().unwrap_or(0) as f64 / 1e6;
+    let cpu = || thread_cpu().as_secs_f64() * 1e3;
     let c = cpu();
     let parsed = dlqd::rules::syntax::parse(source);
     let c_parse = cpu();

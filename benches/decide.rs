@@ -16,6 +16,9 @@ use dlqd::dead_letter::DeadLetter;
 use dlqd::decide::Decider;
 use dlqd::message::{FieldTable, Message, Properties, Value};
 
+mod support;
+use support::thread_cpu;
+
 const REASONS: [&str; 3] = ["rejected", "expired", "maxlen"];
 
 /// A rules file of `n` rules, the kind an operator of many services writes.
@@ -85,18 +88,6 @@ fn messages(n: usize) -> Vec<(&'static str, Message)> {
         ("late", message(&format!("svc{late}.orders"), reason, "web")),
         ("none", message("unknown.queue", "rejected", "web")),
     ]
-}
-
-/// This thread's time on a CPU, in nanoseconds (the first field of
-/// /proc/thread-self/schedstat): immune to other processes competing for the cores.
-fn thread_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    let ns = stat
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    Duration::from_nanos(ns)
 }
 
 /// Rounds per figure (`DLQD_BENCH_ROUNDS`, default 5); the summary shows their median.

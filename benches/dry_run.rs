@@ -17,12 +17,15 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dlqd::capture;
 use dlqd::decide::Decider;
 use dlqd::dry_run::{DryRun, Format, Options};
 use dlqd::message::Value;
+
+mod support;
+use support::thread_cpu;
 
 const MESSAGES: usize = 1_000_000;
 
@@ -66,17 +69,6 @@ fn vm_hwm_kib() -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
-}
-
-/// This thread's time on a CPU (/proc/thread-self/schedstat, nanoseconds).
-fn thread_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    let ns = stat
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    Duration::from_nanos(ns)
 }
 
 /// (wall s, CPU s) of `f`, and what it returned.

@@ -11,6 +11,9 @@
 //! `x-last-death-*`, else the newest `x-death` entry, else `x-first-death-*`; routing
 //! keys (the original ones) from the newest `x-death` entry.
 
+use std::borrow::Cow;
+use std::ops::Bound;
+
 use crate::message::{
     DELAY_QUEUE_PREFIX, FieldTable, Message, RETRIES_HEADER, USER_ID_HEADER, Value,
 };
@@ -27,11 +30,11 @@ pub const APP_REASON_HEADER: &str = "x-dlq-reason";
 pub struct DeadLetter<'m> {
     pub message: &'m Message,
     /// The queue it died in ("" when unknown).
-    pub destq: String,
-    pub destex: String,
-    pub rkeys: Vec<String>,
+    pub destq: Cow<'m, str>,
+    pub destex: Cow<'m, str>,
+    pub rkeys: Vec<Cow<'m, str>>,
     /// `rejected`, `expired`, `maxlen`, `delivery_limit`, or an application's code; "" when unknown.
-    pub reason: String,
+    pub reason: Cow<'m, str>,
     pub persistent: bool,
     /// dlqd's retry count (`x-dlqd-retries`), 0 when absent or unreadable.
     pub retries: u32,
@@ -42,51 +45,124 @@ pub struct DeadLetter<'m> {
     pub user_id: &'m str,
 }
 
-fn original_user_id(message: &Message) -> &str {
+/// `kept`: the `x-dlqd-user-id` header, when present.
+fn original_user_id<'m>(message: &'m Message, kept: Option<&'m Value>) -> &'m str {
     if let Some(u) = message.properties.user_id.as_deref() {
         return u;
     }
-    match message.header(USER_ID_HEADER) {
+    match kept {
         Some(Value::LongString(u)) => std::str::from_utf8(u).unwrap_or(""),
         Some(Value::ShortString(u)) => u,
         _ => "",
     }
 }
 
+/// The headers [`DeadLetter::new`] reads, found in one walk over the `x-` headers
+/// (a lookup per name cost more than the rest of the decision).
+#[derive(Default)]
+struct Headers<'m> {
+    death: Option<&'m Value>,
+    last_queue: Option<&'m Value>,
+    last_exchange: Option<&'m Value>,
+    last_reason: Option<&'m Value>,
+    first_queue: Option<&'m Value>,
+    first_exchange: Option<&'m Value>,
+    first_reason: Option<&'m Value>,
+    original_queue: Option<&'m Value>,
+    reason: Option<&'m Value>,
+    app_reason: Option<&'m Value>,
+    retries: Option<&'m Value>,
+    user_id: Option<&'m Value>,
+}
+
+impl<'m> Headers<'m> {
+    fn of(table: Option<&'m FieldTable>) -> Self {
+        let mut h = Headers::default();
+        // Every name read here starts with `x-`: sorted keys, so they are one range.
+        let x_names = (Bound::Included("x-"), Bound::Excluded("x."));
+        for (key, value) in table.into_iter().flat_map(|t| t.range::<str, _>(x_names)) {
+            let slot = match key.as_str() {
+                "x-death" => &mut h.death,
+                "x-last-death-queue" => &mut h.last_queue,
+                "x-last-death-exchange" => &mut h.last_exchange,
+                "x-last-death-reason" => &mut h.last_reason,
+                "x-first-death-queue" => &mut h.first_queue,
+                "x-first-death-exchange" => &mut h.first_exchange,
+                "x-first-death-reason" => &mut h.first_reason,
+                ORIGINAL_QUEUE_HEADER => &mut h.original_queue,
+                REASON_HEADER => &mut h.reason,
+                APP_REASON_HEADER => &mut h.app_reason,
+                RETRIES_HEADER => &mut h.retries,
+                USER_ID_HEADER => &mut h.user_id,
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+        h
+    }
+}
+
+/// The fields of an `x-death` entry that [`DeadLetter::new`] reads, in one walk.
+#[derive(Default)]
+struct Death<'m> {
+    queue: Option<&'m Value>,
+    exchange: Option<&'m Value>,
+    reason: Option<&'m Value>,
+    routing_keys: Option<&'m Value>,
+}
+
+impl<'m> Death<'m> {
+    fn of(entry: Option<&'m FieldTable>) -> Self {
+        let mut d = Death::default();
+        for (key, value) in entry.into_iter().flatten() {
+            let slot = match key.as_str() {
+                "queue" => &mut d.queue,
+                "exchange" => &mut d.exchange,
+                "reason" => &mut d.reason,
+                "routing-keys" => &mut d.routing_keys,
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+        d
+    }
+}
+
 impl<'m> DeadLetter<'m> {
     pub fn new(message: &'m Message) -> Self {
-        let headers = message.properties.headers.as_ref();
-        let death = headers.and_then(newest_death);
+        let h = Headers::of(message.properties.headers.as_ref());
+        let death = Death::of(h.death.and_then(newest_death));
 
-        let text_of = |table: Option<&FieldTable>, key: &str| -> Option<String> {
-            table?.get(key)?.as_str_lossy()
-        };
-        let not_delay = |q: &String| !q.starts_with(DELAY_QUEUE_PREFIX);
+        // Borrowed from the message: a fact costs no allocation unless its header is
+        // not valid UTF-8.
+        let text = |v: Option<&'m Value>| -> Option<Cow<'m, str>> { v?.as_str_cow() };
+        let not_delay = |q: &Cow<'m, str>| !q.starts_with(DELAY_QUEUE_PREFIX);
 
-        let destq = text_of(headers, "x-last-death-queue")
+        let last_queue = text(h.last_queue);
+        let last_is_ours = last_queue.as_ref().is_some_and(|q| !not_delay(q));
+        let destq = last_queue
             .filter(not_delay)
-            .or_else(|| text_of(death, "queue"))
-            .or_else(|| text_of(headers, "x-first-death-queue").filter(not_delay))
-            .or_else(|| text_of(headers, ORIGINAL_QUEUE_HEADER))
+            .or_else(|| text(death.queue))
+            .or_else(|| text(h.first_queue).filter(not_delay))
+            .or_else(|| text(h.original_queue))
             .unwrap_or_default();
-        let last_is_ours = text_of(headers, "x-last-death-queue").is_some_and(|q| !not_delay(&q));
-        let last = |key: &str| text_of(headers, key).filter(|_| !last_is_ours);
-        let destex = last("x-last-death-exchange")
-            .or_else(|| text_of(death, "exchange"))
-            .or_else(|| text_of(headers, "x-first-death-exchange"))
+        let last = |v: Option<&'m Value>| if last_is_ours { None } else { text(v) };
+        let destex = last(h.last_exchange)
+            .or_else(|| text(death.exchange))
+            .or_else(|| text(h.first_exchange))
             .unwrap_or_default();
-        let rkeys = match death.and_then(|d| d.get("routing-keys")) {
-            Some(Value::Array(keys)) => keys.iter().filter_map(Value::as_str_lossy).collect(),
-            Some(v) => v.as_str_lossy().into_iter().collect(),
+        let rkeys = match death.routing_keys {
+            Some(Value::Array(keys)) => keys.iter().filter_map(Value::as_str_cow).collect(),
+            Some(v) => v.as_str_cow().into_iter().collect(),
             None => Vec::new(),
         };
-        let reason = last("x-last-death-reason")
-            .or_else(|| text_of(death, "reason"))
-            .or_else(|| text_of(headers, "x-first-death-reason"))
-            .or_else(|| text_of(headers, REASON_HEADER))
-            .or_else(|| text_of(headers, APP_REASON_HEADER))
+        let reason = last(h.last_reason)
+            .or_else(|| text(death.reason))
+            .or_else(|| text(h.first_reason))
+            .or_else(|| text(h.reason))
+            .or_else(|| text(h.app_reason))
             .unwrap_or_default();
-        let retries = message.header(RETRIES_HEADER).map_or(0, retry_count);
+        let retries = h.retries.map_or(0, retry_count);
 
         DeadLetter {
             message,
@@ -97,24 +173,24 @@ impl<'m> DeadLetter<'m> {
             persistent: message.properties.delivery_mode == Some(2),
             retries,
             size: message.body.len() as u64,
-            user_id: original_user_id(message),
+            user_id: original_user_id(message, h.user_id),
         }
     }
 
     /// The message's original routing key: the first of its dead-letter routing keys, else "".
     pub fn original_routing_key(&self) -> &str {
-        self.rkeys.first().map_or("", String::as_str)
+        self.rkeys.first().map_or("", |k| &**k)
     }
 }
 
 /// The newest `x-death` entry (they are newest first) that is not for a dlqd delay queue.
-fn newest_death(headers: &FieldTable) -> Option<&FieldTable> {
-    let Some(Value::Array(entries)) = headers.get("x-death") else {
+fn newest_death(x_death: &Value) -> Option<&FieldTable> {
+    let Value::Array(entries) = x_death else {
         return None;
     };
     entries.iter().find_map(|e| match e {
         Value::Table(t) => {
-            let queue = t.get("queue").and_then(Value::as_str_lossy);
+            let queue = t.get("queue").and_then(Value::as_str_cow);
             match queue {
                 Some(q) if q.starts_with(DELAY_QUEUE_PREFIX) => None,
                 _ => Some(t),
@@ -214,7 +290,7 @@ mod tests {
         let m = msg(h.clone());
         let d = DeadLetter::new(&m);
         assert_eq!(
-            (d.destq.as_str(), d.reason.as_str(), d.destex.as_str()),
+            (&*d.destq, &*d.reason, &*d.destex),
             ("orders", "rejected", "retry-ex")
         );
         assert_eq!(d.rkeys, vec!["order.new"]);
@@ -229,7 +305,7 @@ mod tests {
         let m = msg(h);
         let d = DeadLetter::new(&m);
         assert_eq!(
-            (d.destq.as_str(), d.reason.as_str(), d.destex.as_str()),
+            (&*d.destq, &*d.reason, &*d.destex),
             ("orders", "rejected", "shop")
         );
     }
@@ -242,7 +318,7 @@ mod tests {
         h.insert(APP_REASON_HEADER.into(), Value::string("E42"));
         let m = msg(h);
         let d = DeadLetter::new(&m);
-        assert_eq!((d.destq.as_str(), d.destex.as_str()), ("q1", "ex1"));
+        assert_eq!((&*d.destq, &*d.destex), ("q1", "ex1"));
         assert_eq!(d.reason, "E42");
 
         let mut h = FieldTable::new();
@@ -283,7 +359,7 @@ mod tests {
         // No headers at all.
         let m = Message::default();
         let d = DeadLetter::new(&m);
-        assert_eq!((d.destq.as_str(), d.retries, d.persistent), ("", 0, false));
+        assert_eq!((&*d.destq, d.retries, d.persistent), ("", 0, false));
     }
 
     #[test]

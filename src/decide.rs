@@ -207,7 +207,7 @@ fn outcome(action: &Action, dl: &DeadLetter) -> Outcome {
         Action::Retry(r) => {
             let attempt = dl.retries.saturating_add(1);
             Outcome::Retry {
-                queue: dl.destq.clone(),
+                queue: dl.destq.to_string(),
                 delay: backoff::delay(&r.delay, attempt),
                 attempt,
                 keep_user_id: r.put_authority.keeps_user_id(),
@@ -284,7 +284,7 @@ fn matched_on(rule: &Rule, dl: &DeadLetter, out: &mut String) {
                         many => many.find(|v| pat.matches(v)).unwrap_or(""),
                     };
                     next(out);
-                    let _ = write!(out, "{kw} '{}' matches '{}'", Escaped(value), pat.source());
+                    let _ = write!(out, "{kw} '{}' matches '{}'", Escaped(value), pat.shown());
                 }
             }
             Kind::Flag(_) => {
@@ -302,7 +302,7 @@ fn matched_on(rule: &Rule, dl: &DeadLetter, out: &mut String) {
                             out,
                             "{kw}({name}) '{}' matches '{}'",
                             Escaped(&v),
-                            pat.source()
+                            pat.shown()
                         ),
                         None => {
                             let kind = match value {
@@ -312,7 +312,7 @@ fn matched_on(rule: &Rule, dl: &DeadLetter, out: &mut String) {
                             write!(
                                 out,
                                 "{kw}({name}) present ({kind}) matches '{}'",
-                                pat.source()
+                                pat.shown()
                             )
                         }
                     };

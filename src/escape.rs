@@ -20,7 +20,7 @@ pub fn is_unsafe(c: char) -> bool {
 /// is written `\\` so that an escape in the output always means one in the input.
 /// Borrowed when nothing needs escaping (the common case costs no allocation).
 pub fn text(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(|c| is_unsafe(c) || c == '\\') {
+    if !needs_text_escape(s) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
@@ -34,6 +34,20 @@ pub fn text(s: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// True when [`text`] changes `s`: a byte at a time while the text is ASCII (printable
+/// ASCII other than `\\` is safe), by characters from the first non-ASCII byte on.
+fn needs_text_escape(s: &str) -> bool {
+    for (i, b) in s.bytes().enumerate() {
+        if b >= 0x80 {
+            return s[i..].chars().any(|c| is_unsafe(c) || c == '\\');
+        }
+        if b < 0x20 || b == 0x7f || b == b'\\' {
+            return true;
+        }
+    }
+    false
 }
 
 /// `s` with every unsafe character escaped and nothing else changed (backslashes

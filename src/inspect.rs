@@ -42,8 +42,8 @@ impl MessageMeta {
         MessageMeta {
             index,
             message_id: message.properties.message_id.clone(),
-            original_queue: dead.destq.clone(),
-            reason: dead.reason.clone(),
+            original_queue: dead.destq.to_string(),
+            reason: dead.reason.to_string(),
             persistent: dead.persistent,
             retries: dead.retries,
             size: message.body.len() as u64,

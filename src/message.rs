@@ -1,6 +1,7 @@
 //! A dead-lettered message as dlqd holds it: AMQP properties, headers and body in
 //! plain Rust types (no lapin, no serde), and the facts the rules match on.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// The prefix of dlqd's own delay queues; `x-death` entries for them are skipped.
@@ -89,6 +90,16 @@ impl Value {
             Value::Void => String::new(),
             Value::Array(_) | Value::Table(_) => return None,
         })
+    }
+
+    /// The value as a string, when it is one (long or short string), borrowed when it
+    /// is valid UTF-8 (the common case costs no allocation).
+    pub fn as_str_cow(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Value::LongString(b) => Some(String::from_utf8_lossy(b)),
+            Value::ShortString(s) => Some(Cow::Borrowed(s)),
+            _ => None,
+        }
     }
 
     /// The value as a string, when it is one (long or short string).

@@ -238,7 +238,7 @@ pub fn plan(message: &Message, options: &Options) -> Plan {
             (exchange.clone(), own)
         }
         Destination::Origin => {
-            let destq = DeadLetter::new(message).destq;
+            let destq = DeadLetter::new(message).destq.into_owned();
             if destq.is_empty() {
                 return Plan::NoOrigin;
             }

@@ -614,7 +614,7 @@ async fn capture_of_a_quorum_dlq_with_a_limit_keeps_its_order() {
         .enumerate()
         .map(|(i, l)| {
             let m = dlqd::capture::from_line(l, i as u64 + 1).expect("a valid capture line");
-            DeadLetter::new(&m).reason
+            DeadLetter::new(&m).reason.into_owned()
         })
         .collect();
     assert_eq!(reasons, ["rejected", "rejected"]);

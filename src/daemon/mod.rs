@@ -900,7 +900,7 @@ impl Daemon {
         let (decision, destq, reason) = {
             let dl = DeadLetter::new(&message);
             let decision = self.decider.decide(&dl);
-            (decision, dl.destq.clone(), dl.reason.clone())
+            (decision, dl.destq.to_string(), dl.reason.to_string())
         };
         if !(back_from_left && decision.outcome == Outcome::Leave) {
             self.last_work = Instant::now();

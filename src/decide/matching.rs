@@ -1,6 +1,7 @@
 //! Matching one rule against one dead letter, the simple way: the reference semantics
 //! that the index must agree with, and the "why not" text of `--explain`.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::dead_letter::DeadLetter;
@@ -22,7 +23,7 @@ pub enum Mismatch<'a> {
     /// A field with several values ([`Kind::AnyText`]: RKEY), none of which matches.
     AnyField {
         field: Field,
-        values: &'a [String],
+        values: &'a [Cow<'a, str>],
         pattern: &'a Pattern,
     },
     Persist {

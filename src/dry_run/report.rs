@@ -6,7 +6,7 @@
 //! end a line nor forge one; the columns stay aligned (`columns`).
 
 use std::borrow::Cow;
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::time::Duration;
 
@@ -94,6 +94,8 @@ pub struct Bufs {
     target: String,
     delay: String,
     attempt: String,
+    /// The delay `delay` holds the text of (delays repeat: formatted once each run).
+    delay_of: Option<Duration>,
     why: String,
     json: Vec<u8>,
 }
@@ -126,15 +128,43 @@ fn target_cell(out: &mut String, o: &Outcome) {
     }
 }
 
-/// `value`'s text into `out`, or `-` for `None`.
-fn cell<T: fmt::Display>(out: &mut String, value: Option<T>) {
+/// `value` in decimal into `out`, or `-` for `None` (as `Display` writes it, without
+/// the formatting machinery: a line has three of them).
+fn number_cell(out: &mut String, value: Option<u64>) {
     out.clear();
-    match value {
-        // Writing into a String cannot fail.
-        Some(v) => {
-            let _ = write!(out, "{v}");
+    let Some(mut n) = value else {
+        out.push('-');
+        return;
+    };
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
-        None => out.push('-'),
+    }
+    out.extend(digits[at..].iter().map(|&d| d as char));
+}
+
+/// The DELAY cell: the delay as humantime writes it, or `-`; formatted again only when
+/// it differs from the last line's (`last`).
+fn delay_cell(out: &mut String, last: &mut Option<Duration>, value: Option<Duration>) {
+    match value {
+        Some(d) if *last == Some(d) => {}
+        Some(d) => {
+            out.clear();
+            // Writing into a String cannot fail.
+            let _ = write!(out, "{}", humantime::format_duration(d));
+            *last = Some(d);
+        }
+        None => {
+            out.clear();
+            out.push('-');
+            *last = None;
+        }
     }
 }
 
@@ -159,14 +189,15 @@ pub fn text_line<W: Write>(
         target,
         delay,
         attempt,
+        delay_of: last_delay,
         ..
     } = bufs;
-    cell(index, Some(e.index));
-    cell(rule, e.decision.line);
+    number_cell(index, Some(e.index));
+    number_cell(rule, e.decision.line.map(u64::from));
     target.clear();
     target_cell(target, o);
-    cell(delay, delay_of(o).map(humantime::format_duration));
-    cell(attempt, attempt_of(o));
+    delay_cell(delay, last_delay, delay_of(o));
+    number_cell(attempt, attempt_of(o).map(u64::from));
     let cells = [index.as_str(), &id, rule, o.name(), target, delay, attempt];
     line.clear();
     columns::row_into(line, &COLUMNS, &cells);

@@ -7,6 +7,8 @@
 //! `fields!` list below: [`Patterns`](crate::rules::Patterns) gets a slot for it, the
 //! keyword is known, lowered, linted, indexed, matched, explained and written back.
 
+use std::borrow::Cow;
+
 use crate::dead_letter::DeadLetter;
 
 /// What kind of pattern a field takes, and how the message's value is read.
@@ -18,7 +20,10 @@ pub enum Kind {
     /// A generic pattern or `/regex/` on several text values: it matches when any of
     /// them matches (none is read as one empty value: see [`Field::values`]). The text
     /// names one value, for `--explain` (`routing key`).
-    AnyText(for<'a> fn(&'a DeadLetter<'_>) -> &'a [String], &'static str),
+    AnyText(
+        for<'a> fn(&'a DeadLetter<'_>) -> &'a [Cow<'a, str>],
+        &'static str,
+    ),
     /// `YES` or `NO` (and runmqdlq's `MQPER_*` constants).
     Flag(fn(&DeadLetter<'_>) -> bool),
     /// `name=pattern` on a header; the keyword may repeat, and all must match.
@@ -126,8 +131,8 @@ const fn count_text() -> usize {
 
 /// The values an [`Kind::AnyText`] field matches on: the message's, or `[""]` when it
 /// has none.
-fn non_empty(keys: &[String]) -> &[String] {
-    static EMPTY: [String; 1] = [String::new()];
+fn non_empty<'a>(keys: &'a [Cow<'a, str>]) -> &'a [Cow<'a, str>] {
+    static EMPTY: [Cow<'static, str>; 1] = [Cow::Borrowed("")];
     if keys.is_empty() { &EMPTY } else { keys }
 }
 
@@ -187,7 +192,7 @@ impl Field {
 #[derive(Debug, Clone, Copy)]
 pub enum Values<'a> {
     One(&'a str),
-    Many(&'a [String]),
+    Many(&'a [Cow<'a, str>]),
 }
 
 impl<'a> Values<'a> {
@@ -195,7 +200,7 @@ impl<'a> Values<'a> {
     pub fn find(self, mut pred: impl FnMut(&str) -> bool) -> Option<&'a str> {
         match self {
             Values::One(v) => pred(v).then_some(v),
-            Values::Many(vs) => vs.iter().map(String::as_str).find(|v| pred(v)),
+            Values::Many(vs) => vs.iter().map(|v| &**v).find(|v| pred(v)),
         }
     }
 

@@ -209,11 +209,20 @@ impl ShadowIndex {
             let key_pattern = g.key.and_then(|k| b.text(k));
             match key_pattern {
                 Some(Pattern::Literal(t)) => {
-                    g.other.iter().copied().for_each(&mut consider);
+                    // An earlier regex on the key field that cannot match `t` (it lacks
+                    // the regex's required text) subsumes nothing here: skipped before
+                    // the whole comparison, which would find just that.
+                    let mut may = |i: usize| {
+                        let key = g.key.and_then(|k| rules[i].patterns.text(k));
+                        if !matches!(key, Some(Pattern::Regex(r)) if !r.may_match(t)) {
+                            consider(i);
+                        }
+                    };
+                    g.other.iter().copied().for_each(&mut may);
                     if let Some(v) = g.literal.get(t) {
-                        v.iter().copied().for_each(&mut consider);
+                        v.iter().copied().for_each(&mut may);
                     }
-                    g.with_prefixes_of(t, &mut consider);
+                    g.with_prefixes_of(t, &mut may);
                 }
                 // Only a glob (a regex never subsumes a glob) filed under a prefix.
                 Some(Pattern::Glob(t)) => {

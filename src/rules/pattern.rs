@@ -2,9 +2,10 @@
 //! or, written between slashes, an unanchored regular expression — checked when the
 //! rules are read, compiled on its first match ([`LazyRegex`]).
 
+use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};
 
-use regex_syntax::hir::{Class, Hir, HirKind};
+use regex_syntax::hir::{Class, ClassUnicodeRange, Hir, HirKind};
 
 /// A compiled pattern from a rules file.
 #[derive(Debug, Clone)]
@@ -78,9 +79,27 @@ impl Pattern {
 
     /// The pattern as written in a rules file (without the keyword).
     pub fn source(&self) -> String {
-        match self {
-            Pattern::Literal(l) | Pattern::Glob(l) => l.clone(),
-            Pattern::Regex(r) => format!("/{}/", r.as_str()),
+        self.shown().to_string()
+    }
+
+    /// [`Pattern::source`] as a `Display`, for writing it without allocating.
+    pub fn shown(&self) -> Source<'_> {
+        Source(self)
+    }
+}
+
+/// A pattern as written in a rules file: [`Pattern::shown`].
+pub struct Source<'a>(&'a Pattern);
+
+impl std::fmt::Display for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Pattern::Literal(l) | Pattern::Glob(l) => f.write_str(l),
+            Pattern::Regex(r) => {
+                f.write_str("/")?;
+                f.write_str(r.as_str())?;
+                f.write_str("/")
+            }
         }
     }
 }
@@ -149,7 +168,13 @@ impl LazyRegex {
 
     /// Unanchored match, as `regex::Regex::is_match`.
     pub fn is_match(&self, text: &str) -> bool {
-        text.contains(&*self.0.required) && self.compiled().is_match(text)
+        self.may_match(text) && self.compiled().is_match(text)
+    }
+
+    /// False when `text` cannot match: it lacks a text every match contains. Told
+    /// without compiling; true says nothing.
+    pub fn may_match(&self, text: &str) -> bool {
+        contains(text, &self.0.required)
     }
 
     /// The compiled matcher, compiled now if this is its first use.
@@ -162,6 +187,22 @@ impl LazyRegex {
     /// True once the matcher has been compiled.
     pub fn is_compiled(&self) -> bool {
         self.0.compiled.get().is_some()
+    }
+}
+
+/// `text.contains(needle)`, cheaper for what lint asks many times over (short names,
+/// often shorter than the needle): no searcher is set up for a needle that cannot fit,
+/// and a short text is scanned for the needle's first byte.
+fn contains(text: &str, needle: &str) -> bool {
+    let (t, n) = (text.as_bytes(), needle.as_bytes());
+    match n.split_first() {
+        None => true,
+        Some(_) if n.len() > t.len() => false,
+        Some((&first, rest)) if t.len() <= 64 => t[..=t.len() - n.len()]
+            .iter()
+            .enumerate()
+            .any(|(i, &b)| b == first && t[i + 1..i + n.len()] == *rest),
+        Some(_) => text.contains(needle),
     }
 }
 
@@ -239,19 +280,7 @@ fn node_bound(hir: &Hir) -> usize {
         HirKind::Empty | HirKind::Look(_) => STATE,
         HirKind::Literal(l) => l.0.len().saturating_mul(STATE),
         HirKind::Class(Class::Bytes(c)) => STATE + c.ranges().len().saturating_mul(STATE),
-        HirKind::Class(Class::Unicode(c)) => {
-            let mut n = STATE;
-            for r in c.ranges() {
-                if r.end() < '\u{80}' {
-                    n = n.saturating_add(STATE);
-                    continue;
-                }
-                for seq in regex_syntax::utf8::Utf8Sequences::new(r.start(), r.end()) {
-                    n = n.saturating_add((seq.len() + 1) * STATE);
-                }
-            }
-            n
-        }
+        HirKind::Class(Class::Unicode(c)) => unicode_class_bound(c.ranges()),
         HirKind::Repetition(r) => {
             // {m,n} is m copies and n-m optional ones; {m,} is m copies (one at least).
             let copies = r.max.unwrap_or(r.min).max(r.min).max(1) as usize;
@@ -267,6 +296,58 @@ fn node_bound(hir: &Hir) -> usize {
             .iter()
             .fold(2 * STATE, |n, h| n.saturating_add(node_bound(h) + STATE)),
     }
+}
+
+/// A Unicode class's part of [`node_bound`]. A large class (`\w` is some 770 ranges,
+/// each cut into UTF-8 sequences) is counted once per process and remembered by its
+/// ranges: a table of many regexes repeats the same few classes.
+fn unicode_class_bound(ranges: &[ClassUnicodeRange]) -> usize {
+    /// Classes of fewer ranges are counted every time (cheaper than remembering).
+    const REMEMBER: usize = 16;
+    let count = |ranges: &[ClassUnicodeRange]| {
+        let mut n = STATE;
+        for r in ranges {
+            if r.end() < '\u{80}' {
+                n = n.saturating_add(STATE);
+                continue;
+            }
+            for seq in regex_syntax::utf8::Utf8Sequences::new(r.start(), r.end()) {
+                n = n.saturating_add((seq.len() + 1) * STATE);
+            }
+        }
+        n
+    };
+    if ranges.len() < REMEMBER {
+        return count(ranges);
+    }
+    // (a hash of the ranges, the ranges, the bound): a table repeats a few classes.
+    type Remembered = Vec<(u64, Box<[(char, char)]>, usize)>;
+    thread_local! {
+        static BOUNDS: RefCell<Remembered> = RefCell::default();
+    }
+    let hash = ranges.iter().fold(ranges.len() as u64, |h, r| {
+        let x = (u64::from(u32::from(r.start())) << 32) | u64::from(u32::from(r.end()));
+        (h.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
+    });
+    let same = |known: &[(char, char)]| {
+        known.len() == ranges.len()
+            && known
+                .iter()
+                .zip(ranges)
+                .all(|(&(s, e), r)| s == r.start() && e == r.end())
+    };
+    BOUNDS.with(|b| {
+        if let Some(&(_, _, n)) = b.borrow().iter().find(|(h, k, _)| *h == hash && same(k)) {
+            return n;
+        }
+        let n = count(ranges);
+        // A bounded list: a table of many distinct large classes counts the rest anew.
+        if b.borrow().len() < 64 {
+            let key = ranges.iter().map(|r| (r.start(), r.end())).collect();
+            b.borrow_mut().push((hash, key, n));
+        }
+        n
+    })
 }
 
 /// Whole-text match of a generic pattern, by characters, without backtracking blow-up.
@@ -456,6 +537,32 @@ mod tests {
             }
         }
         assert!(n > 300);
+    }
+
+    /// The short-text search agrees with `str::contains`.
+    #[test]
+    fn contains_is_str_contains() {
+        let long = "x".repeat(70) + "ab";
+        let texts = [
+            "", "a", "ab", "ba", "aab", "abab", "q12", "q1234", "é-ab-é", &long,
+        ];
+        let needles = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "abc",
+            "-ab-",
+            "q12",
+            "é",
+            "xab",
+            "xxxxxxxxab",
+        ];
+        for t in texts {
+            for n in needles {
+                assert_eq!(contains(t, n), t.contains(n), "{t:?} contains {n:?}");
+            }
+        }
     }
 
     #[test]

@@ -2,13 +2,12 @@
 //! into an [`Action`] — missing and misplaced keywords reported (`HEADER` belongs to
 //! `ACTION(FWD)`), defaults filled in (`RETRY(1)`, `MAXDELAY` of 10 × the first delay).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::template::template;
 use super::values::{bad_duration, bad_number, delay_list, parse_duration, put_authority, yes_no};
-use super::{RuleSpans, Sink};
+use super::{RuleSpans, Seen, Sink};
 use crate::rules::diagnostic::{Diagnostic, Span};
 use crate::rules::keywords::{self, Kw};
 use crate::rules::syntax::{Entry, Item, Value};
@@ -175,7 +174,7 @@ pub(super) fn lower_action_item(
 pub(super) fn assemble(
     entry: &Entry,
     parts: &ActionParts,
-    seen: &HashMap<Kw, Span>,
+    seen: &Seen,
     spans: &RuleSpans,
     diags: &mut Sink,
 ) -> Option<Action> {

@@ -1,17 +1,15 @@
 //! Lowering the control entry (`INPUTQ(q) RETRYINT(30s) WAIT(NO)`): only in the first
 //! entry, nothing but control keywords; each value read as [`ControlKw`] defines.
 
-use std::collections::HashMap;
-
-use super::{Lowered, Sink, check_duplicate, mq, resolve};
+use super::{Lowered, Seen, Sink, check_duplicate, mq, resolve};
 use crate::rules::control::ControlKw;
-use crate::rules::diagnostic::{Diagnostic, Span};
+use crate::rules::diagnostic::Diagnostic;
 use crate::rules::keywords::{Class, Kw};
 use crate::rules::syntax::Entry;
 use crate::rules::table::Control;
 
 pub(super) fn lower_control(entry: &Entry, first: bool, out: &mut Lowered, sink: &mut Sink) {
-    let mut seen: HashMap<Kw, Span> = HashMap::new();
+    let mut seen = Seen::default();
     let mut control = Control::default();
     for item in &entry.items {
         let Some(kw) = resolve(item, sink) else {

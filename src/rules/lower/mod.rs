@@ -125,7 +125,27 @@ fn resolve(item: &Item, diags: &mut Sink) -> Option<Kw> {
 
 /// False (and an error) when the keyword was already given in this entry (HDR may
 /// repeat).
-fn check_duplicate(kw: Kw, item: &Item, seen: &mut HashMap<Kw, Span>, diags: &mut Sink) -> bool {
+/// The keywords an entry has given so far, with where: a handful, so a list (a hash
+/// map per entry cost more than the lookups it saved).
+#[derive(Debug, Default)]
+pub(super) struct Seen(Vec<(Kw, Span)>);
+
+impl Seen {
+    pub(super) fn get(&self, kw: &Kw) -> Option<&Span> {
+        self.0.iter().find(|(k, _)| k == kw).map(|(_, s)| s)
+    }
+
+    pub(super) fn contains_key(&self, kw: &Kw) -> bool {
+        self.get(kw).is_some()
+    }
+
+    /// Records `kw` (not yet seen) at `span`.
+    fn insert(&mut self, kw: Kw, span: Span) {
+        self.0.push((kw, span));
+    }
+}
+
+fn check_duplicate(kw: Kw, item: &Item, seen: &mut Seen, diags: &mut Sink) -> bool {
     if matches!(kw, Kw::Pattern(f) if matches!(f.kind(), Kind::Header)) {
         return true;
     }

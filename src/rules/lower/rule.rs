@@ -1,11 +1,9 @@
 //! The rule walk: each item of a rule entry resolved, checked once, and handed to the
 //! pattern, action or MQ-compatibility lowering; the rule kept when it has no errors.
 
-use std::collections::HashMap;
-
 use super::action::{ActionParts, assemble, lower_action_item};
 use super::patterns::lower_pattern;
-use super::{Lowered, RuleSpans, Sink, check_duplicate, count_errors, mq, resolve};
+use super::{Lowered, RuleSpans, Seen, Sink, check_duplicate, count_errors, mq, resolve};
 use crate::rules::diagnostic::Span;
 use crate::rules::field::Field;
 use crate::rules::keywords::{Class, Kw};
@@ -14,7 +12,7 @@ use crate::rules::table::{Patterns, Rule};
 
 pub(super) fn lower_rule(entry: &Entry, out: &mut Lowered, sink: &mut Sink) {
     let errors_before = count_errors(sink);
-    let mut seen: HashMap<Kw, Span> = HashMap::new();
+    let mut seen = Seen::default();
     let mut patterns = Patterns::default();
     let mut parts = ActionParts::default();
     let mut spans = RuleSpans {
