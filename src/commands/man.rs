@@ -75,7 +75,7 @@ mod tests {
         let version = env!("CARGO_PKG_VERSION");
         assert_eq!(
             title(&render(None).expect("render")),
-            format!(".TH dlqd 1  \"dlqd {version}\" \"dlqd manual\" ")
+            format!(".TH dlqd 1  \"dlqd {version}\" \"dlqd manual\"")
         );
         for name in MAN_PAGES {
             let t = title(&render(Some(name)).expect("render"));
