@@ -59,7 +59,11 @@ fn completions_name_every_subcommand_and_option() {
         .args(["completions", "tcsh"])
         .output()
         .expect("run dlqd");
-    assert_eq!(out.status.code(), Some(2), "an unknown shell is a usage error");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
 }
 
 /// `COMP_WORDS` → what bash offers, with dlqd's completion script sourced.
@@ -97,7 +101,10 @@ fn bash_complete(words: &[&str]) -> Vec<String> {
 #[test]
 fn the_bash_script_completes_subcommands_options_and_values() {
     assert_eq!(bash_complete(&["dlqd", "ru"]), ["run"]);
-    assert_eq!(bash_complete(&["dlqd", "run", "--metr"]), ["--metrics-addr"]);
+    assert_eq!(
+        bash_complete(&["dlqd", "run", "--metr"]),
+        ["--metrics-addr"]
+    );
     let shells = bash_complete(&["dlqd", "completions", ""]);
     for s in ["bash", "zsh", "fish"] {
         assert!(shells.iter().any(|c| c == s), "{shells:?}");
@@ -152,7 +159,10 @@ fn man_pages_are_roff_and_name_every_subcommand() {
     let version = env!("CARGO_PKG_VERSION");
     let page = stdout(&["man"]);
     let th = title_line(&page);
-    assert!(th.starts_with(".TH dlqd 1 ") && th.contains(version), "{th}");
+    assert!(
+        th.starts_with(".TH dlqd 1 ") && th.contains(version),
+        "{th}"
+    );
     for sub in SUBCOMMANDS {
         // roff escapes every `-`.
         let reference = format!("dlqd-{sub}(1)").replace('-', "\\-");

@@ -62,7 +62,11 @@ fn dashboards() -> Vec<(PathBuf, Value)> {
 
 /// Run promtool; fail (never skip) when it is not installed.
 fn promtool(args: &[&str], dir: &Path) -> Output {
-    match Command::new("promtool").args(args).current_dir(dir).output() {
+    match Command::new("promtool")
+        .args(args)
+        .current_dir(dir)
+        .output()
+    {
         Ok(o) => o,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
             "promtool is not on PATH; it checks dist/prometheus: install it with \
@@ -278,10 +282,7 @@ fn the_grafana_dashboard_is_a_dashboard() {
                 // Per-DLQ queries filter on the queue variable, so they work with the
                 // queue label (and without it: `=~".*"` matches a missing label).
                 if expr.contains("dlqd_") {
-                    assert!(
-                        expr.contains(r#"queue=~"$queue""#),
-                        "{title}/{r}: {expr}"
-                    );
+                    assert!(expr.contains(r#"queue=~"$queue""#), "{title}/{r}: {expr}");
                 }
             }
         }
