@@ -47,6 +47,10 @@ pub enum Command {
     /// Send captured messages to a queue, an exchange, or back where each died, with
     /// header edits; confirmed, audited, paced.
     Publish(PublishArgs),
+    /// Print a shell completion script for dlqd to stdout.
+    Completions(CompletionsArgs),
+    /// Print dlqd's man page (roff) to stdout, or write every page into a directory.
+    Man(ManArgs),
 }
 
 #[derive(Debug, Args)]
@@ -232,4 +236,33 @@ pub struct InspectArgs {
     /// Show bodies (with --messages).
     #[arg(long)]
     pub show_body: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell: e.g. `dlqd completions bash > /etc/bash_completion.d/dlqd`.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// The subcommands that have a man page of their own (`dlqd man run` = dlqd-run(1)).
+pub const MAN_PAGES: &[&str] = &[
+    "check",
+    "dry-run",
+    "run",
+    "capture",
+    "inspect",
+    "publish",
+    "completions",
+    "man",
+];
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Print this subcommand's page (dlqd-COMMAND(1)) instead of dlqd(1).
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(MAN_PAGES))]
+    pub command: Option<String>,
+    /// Write dlqd.1 and one dlqd-COMMAND.1 per subcommand into DIR (for packaging).
+    #[arg(long, value_name = "DIR", conflicts_with = "command")]
+    pub out_dir: Option<PathBuf>,
 }

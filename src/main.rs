@@ -22,6 +22,8 @@ fn main() -> ExitCode {
         Command::Capture(a) => commands::capture::run(a),
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Publish(a) => commands::publish::run(a),
+        Command::Completions(a) => commands::completions::run(a),
+        Command::Man(a) => commands::man::run(a),
     };
     match result {
         Ok(code) => code,

@@ -2,10 +2,22 @@
 
 pub mod capture;
 pub mod check;
+pub mod completions;
 pub mod dry_run;
 pub mod inspect;
+pub mod man;
 pub mod publish;
 pub mod run;
+
+/// Generated text to stdout; a reader that went away (`dlqd man | head`) is no error.
+fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
 
 /// Say what was checked after a browse (capture, inspect): the queue's depth again, and
 /// how the messages were put back. Never claims more than the check showed.
