@@ -430,20 +430,27 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported_by_a_real_run() {
     let rules = common::rules_file(
         dir.path(),
         &format!(
-            "HDR(act=fwd) ACTION(FWD) FWDQ({target})\n\
+            "INPUTQ({dlq})\n\
+             HDR(act=fwd) ACTION(FWD) FWDQ({target})\n\
              HDR(act=retry) ACTION(RETRY) RETRY(1)\n\
              HDR(act=fail) ACTION(FWD) FWDEX({missing}) FWDRKEY(x)\n\
              ACTION(IGNORE)\n"
         ),
     );
+    // A second DLQ that does not exist: served beside the first, it exports the
+    // unavailability metrics (dlqd_dlq_up 0, dlqd_dlq_unavailable_total).
+    let absent = unique("dash-absent-dlq");
+    let absent_rules = dir.path().join("absent.rules");
+    std::fs::write(&absent_rules, format!("INPUTQ({absent})\nACTION(IGNORE)\n"))
+        .expect("write absent.rules");
     let addr = free_addr();
     let mut d = start_dlqd(
         dir.path(),
         &[
-            "--queue",
-            &dlq,
             "--rules",
             rules.to_str().expect("utf-8 path"),
+            "--rules",
+            absent_rules.to_str().expect("utf-8 path"),
             "--metrics-addr",
             &addr.to_string(),
         ],
@@ -457,7 +464,8 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported_by_a_real_run() {
                 && total(&t, "dlqd_messages_total", &[r#"action="retry""#]) == 3.0
                 && total(&t, "dlqd_action_failures_total", &[]) == 2.0
                 && total(&t, "dlqd_messages_total", &[r#"action="leave""#]) >= 5.0
-                && total(&t, "dlqd_processing_seconds_count", &[]) >= f64::from(sent);
+                && total(&t, "dlqd_processing_seconds_count", &[]) >= f64::from(sent)
+                && total(&t, "dlqd_dlq_unavailable_total", &[]) >= 1.0;
             if done {
                 break t;
             }
@@ -476,8 +484,12 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported_by_a_real_run() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     // The gauges are there from the start.
-    assert!(text.contains("\ndlqd_dlq_depth "), "{text}");
-    assert_eq!(total(&text, "dlqd_connected", &[]), 1.0, "{text}");
+    assert!(text.contains("\ndlqd_dlq_depth{"), "{text}");
+    let served = format!(r#"queue="{dlq}""#);
+    let absent_label = format!(r#"queue="{absent}""#);
+    assert_eq!(total(&text, "dlqd_connected", &[&served]), 1.0, "{text}");
+    assert_eq!(total(&text, "dlqd_dlq_up", &[&served]), 1.0, "{text}");
+    assert_eq!(total(&text, "dlqd_dlq_up", &[&absent_label]), 0.0, "{text}");
     assert_eq!(
         total(&text, "dlqd_retries_total", &[r#"attempt="1""#]),
         3.0,
