@@ -125,3 +125,48 @@ fn no_password_when_it_holds_unencoded_url_delimiters() {
         check_all(&url, "dlqd-hardening.secrets.none", true, "percent-encode");
     }
 }
+
+/// Seen: `amqp:/guest:PASS@host/%2f` (one slash) was taken for a URL whose vhost held
+/// the user information; the broker's "vhost guest:PASS@host// not found" carried the
+/// password into the error of every command. Such URLs (one slash, none, or `amqp:///`
+/// followed by user information) are refused before anything is sent.
+#[test]
+fn no_password_when_the_url_has_one_slash() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let capture = format!("{root}/fixtures/captures/rejected.jsonl");
+    let rules = format!("{root}/fixtures/rules/spec-example.rules");
+    for url in [
+        format!("amqp:/guest:{RAW}@127.0.0.1/%2f"),
+        format!("amqp:guest:{RAW}@127.0.0.1/%2f"),
+        format!("amqp:///guest:{RAW}@127.0.0.1/%2f"),
+    ] {
+        let mut all = commands("dlqd-hardening.secrets.none");
+        all.push(
+            [
+                "publish",
+                &capture,
+                "--queue",
+                "dlqd-hardening.secrets.none",
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+        for cmd in all {
+            let mut args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+            args.extend(["--url", &url]);
+            let out = dlqd_for(&args, &[], Duration::from_secs(10));
+            assert_clean(&format!("{args:?}"), &out);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr_of(&out));
+            assert!(
+                stderr_of(&out).contains("a broker URL starts with amqp://")
+                    || stderr_of(&out).contains("has no host"),
+                "{args:?}: {}",
+                stderr_of(&out)
+            );
+        }
+        let args = ["check", "--broker", &url, &rules];
+        let out = dlqd_for(&args, &[], Duration::from_secs(10));
+        assert_clean(&format!("{args:?}"), &out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr_of(&out));
+    }
+}

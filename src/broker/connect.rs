@@ -94,14 +94,40 @@ pub fn redact(url: &str) -> String {
         Some(i) => url.split_at(i + 3),
         None => ("", url),
     };
-    let Some(at) = userinfo_end(rest) else {
-        return url.to_string();
-    };
-    let (userinfo, tail) = rest.split_at(at);
-    match userinfo.find(':') {
-        Some(colon) => format!("{scheme}{}:***{tail}", &userinfo[..colon]),
+    let shown = match userinfo_end(rest) {
         None => url.to_string(),
+        Some(at) => {
+            let (userinfo, tail) = rest.split_at(at);
+            match userinfo.find(':') {
+                Some(colon) => format!("{scheme}{}:***{tail}", &userinfo[..colon]),
+                None => url.to_string(),
+            }
+        }
+    };
+    // A URL without an authority (`amqp:///u:p@h`, `amqp:/u:p@h`) may hold user
+    // information where no authority is: whatever sits between a `:` and an `@` goes too.
+    let mut out = shown;
+    if scheme.is_empty() || rest.starts_with('/') {
+        for secret in loose_secrets(url) {
+            out = out.replace(&secret, "***");
+        }
     }
+    out
+}
+
+/// Every `PASS` of a `:PASS@` anywhere in `url` (not `***`, already redacted), for
+/// URLs whose user information is not where a well-formed URL has it.
+fn loose_secrets(url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (at, _) in url.match_indices('@') {
+        if let Some(colon) = url[..at].rfind(':') {
+            let pass = &url[colon + 1..at];
+            if !pass.is_empty() && pass != "***" && !pass.starts_with('/') {
+                out.push(pass.to_string());
+            }
+        }
+    }
+    out
 }
 
 /// The password of a URL, raw and percent-decoded, for scrubbing error texts.
@@ -118,6 +144,16 @@ fn secrets(url: &str) -> Vec<String> {
             out.push(decoded);
         }
     }
+    let authority_less = rest.starts_with('/') || !url.contains("://");
+    for pass in loose_secrets(url).into_iter().filter(|_| authority_less) {
+        let decoded = percent_decode(&pass);
+        if decoded != pass {
+            out.push(decoded);
+        }
+        out.push(pass);
+    }
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
     out
 }
 
@@ -207,8 +243,54 @@ pub async fn connect_any(
     }))
 }
 
+/// A broker URL starts with `amqp://` or `amqps://`. Anything else is refused before
+/// lapin reads it: lapin takes `amqp:/user:pass@host/vh` for a URL whose vhost holds the
+/// user information, and the broker's "vhost ... not found" would then carry the password.
+/// The error shows only what precedes the first `/` after the scheme's `:` — never the
+/// user information.
+pub fn check_scheme(url: &str) -> Result<(), ConnectError> {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    if lower.starts_with("amqp://") || lower.starts_with("amqps://") {
+        let rest = &url[url.find("://").map_or(0, |i| i + 3)..];
+        // `amqp:///u:p@h/vh`: no authority, the user information in the vhost.
+        if rest.starts_with('/') && rest.contains('@') {
+            let scheme = &url[..url.find("://").unwrap_or(0)];
+            return Err(ConnectError::BadUrl {
+                url: format!("{scheme}:///…"),
+                reason: format!(
+                    "`{scheme}:///` has no host, and what follows holds an `@`: write {scheme}://user:password@host:5672/%2f"
+                ),
+            });
+        }
+        return Ok(());
+    }
+    let known = |s: &str| {
+        ["amqp", "amqps", "http", "https"]
+            .iter()
+            .any(|k| s.eq_ignore_ascii_case(k))
+    };
+    let shown = match url.find(':') {
+        Some(colon) if known(&url[..colon]) => {
+            let slashes = url[colon + 1..].len() - url[colon + 1..].trim_start_matches('/').len();
+            format!("{}…", &url[..colon + 1 + slashes])
+        }
+        _ => "…".to_string(),
+    };
+    let starts = match shown.trim_end_matches('…') {
+        "" => String::new(),
+        s => format!(" (this one starts with `{s}`)"),
+    };
+    Err(ConnectError::BadUrl {
+        url: shown.clone(),
+        reason: format!(
+            "a broker URL starts with amqp:// or amqps://{starts}, e.g. amqp://user:password@host:5672/%2f"
+        ),
+    })
+}
+
 /// Open a connection to `url` (`amqp://` or `amqps://`, TLS through rustls).
 pub async fn connect(url: &str) -> Result<Connection, ConnectError> {
+    check_scheme(url)?;
     let uri: AMQPUri = url.parse().map_err(|e: String| ConnectError::BadUrl {
         url: redact(url),
         reason: format!("{}{}", scrub(url, &e), url_hint(url)),
@@ -304,6 +386,37 @@ mod tests {
             }
             assert!(text.contains("dlqd:***@127.0.0.1"), "{url}: {text}");
         }
+    }
+
+    /// Regression: `amqp:/guest:Sup3rS3cret@host/%2f` (one slash) reached the broker,
+    /// which answered "vhost guest:Sup3rS3cret@host// not found" — the password in the
+    /// error. Refused before connecting now, the user information never shown.
+    #[test]
+    fn a_url_with_one_slash_is_refused_without_showing_the_password() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        for url in [
+            "amqp:/guest:Sup3rS3cret@127.0.0.1/%2f",
+            "amqp:guest:Sup3rS3cret@127.0.0.1/%2f",
+            "amqp:///guest:Sup3rS3cret@127.0.0.1/%2f",
+            "http://guest:Sup3rS3cret@127.0.0.1/",
+            "guest:Sup3rS3cret@127.0.0.1",
+        ] {
+            let text = match rt.block_on(connect(url)) {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("{url} connected"),
+            };
+            assert!(!text.contains("Sup3rS3cret"), "{url}: {text}");
+            if !url.starts_with("amqp://") {
+                // Refused before connecting: not even the user is shown.
+                assert!(!text.contains("guest"), "{url}: {text}");
+            }
+        }
+        let err = check_scheme("amqp:/guest:Sup3rS3cret@h/%2f").expect_err("one slash");
+        assert!(err.to_string().contains("starts with `amqp:/`"), "{err}");
+        check_scheme("AMQPS://u:p@h").expect("upper case is fine");
     }
 
     #[test]

@@ -89,6 +89,17 @@ impl std::fmt::Debug for Endpoint {
 impl Endpoint {
     /// The endpoint for the broker at `amqp_url`, or at `management` when given.
     pub fn new(amqp_url: &str, management: Option<&str>) -> Result<Endpoint, ManagementError> {
+        // `amqp:/u:p@h` would be read with the user information in the vhost (and the
+        // password in the API's "vhost ... does not exist"): refused first.
+        if let Err(crate::broker::connect::ConnectError::BadUrl { url, reason }) =
+            crate::broker::connect::check_scheme(amqp_url)
+        {
+            return Err(ManagementError::BadUrl {
+                what: "broker",
+                url,
+                reason,
+            });
+        }
         let uri: AMQPUri = amqp_url
             .parse()
             .map_err(|e: String| ManagementError::BadUrl {
