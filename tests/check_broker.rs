@@ -396,9 +396,14 @@ fn a_user_with_too_few_permissions_is_found_and_its_password_never_shows() {
     let o = check(&url, &bare_management(), &[], &rules);
     let err = stderr_of(&o);
     assert_eq!(o.status.code(), Some(1), "{}{err}", stdout(&o));
-    assert!(err.contains(&format!("refused the user {user}")), "{err}");
     assert!(
-        err.contains("management, monitoring or administrator tag"),
+        err.contains(&format!("refused the login of {user}")),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "wrong user or password, or the user lacks the management/monitoring/administrator tag"
+        ),
         "{err}"
     );
     assert!(
