@@ -612,7 +612,9 @@ impl Checker<'_> {
             };
             let (keys, unknown) = self.dead_letter_keys(q);
             let routes: Vec<_> = keys.iter().map(|k| route(self.snapshot, dlx, k)).collect();
-            if routes.iter().any(|r| !r.unsure.is_empty()) || !unknown.is_empty() {
+            if (routes.iter().any(|r| !r.unsure.is_empty()) || !unknown.is_empty())
+                && routing::may_reach(self.snapshot, dlx, dlq)
+            {
                 maybe += 1;
             }
             if routes.iter().any(|r| r.queues.contains(dlq)) {

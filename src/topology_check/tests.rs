@@ -479,6 +479,16 @@ fn the_binding_advice_names_the_key_once() {
 fn a_dlq_nothing_dead_letters_to_is_a_warning() {
     let mut s = good();
     s.bindings.retain(|b| b.source != "dlx");
+    // A queue whose keys cannot be known, dead-lettering elsewhere, does not count.
+    s.exchanges.push(exchange("fan", "fanout"));
+    s.exchanges.push(exchange("elsewhere", "fanout"));
+    s.queues.push(queue(
+        "unrelated",
+        "classic",
+        &[("x-dead-letter-exchange", text("elsewhere"))],
+    ));
+    s.bindings.push(bind("fan", "unrelated", ""));
+    s.bindings.push(bind("elsewhere", "errors.q", ""));
     let r = run("INPUTQ(dlq)\nACTION(IGNORE)\n", &s);
     has(
         &r,
