@@ -3,8 +3,9 @@
 //! `--deny-warnings`). A directory stands for its `*.rules` files, sorted, and is also
 //! checked as `run --rules DIR` would serve it: every file names its DLQ (INPUTQ), no
 //! DLQ twice. With `--broker URL`, each valid table is also checked against the live
-//! broker (read once, through the management API): its findings as diagnostics at the
-//! rules positions, and a second summary line.
+//! broker (read once, through the management API, and one AMQP connection opened with
+//! the URL): its findings as diagnostics at the rules positions, and a second summary
+//! line; with several files, one `set_permissions` covering what all of them need.
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -2,8 +2,9 @@
 //! a [`Snapshot`] of it — the DLQ exists; the work queues DESTQ names dead-letter to an
 //! exchange that exists and routes to the DLQ; a quorum DLQ has a dead-letter exchange
 //! of its own while a delivery limit applies; no work queue asks for at-least-once
-//! dead-lettering that silently is at-most-once; forward targets exist; dlqd's user
-//! may read, write and configure what it must. Pure: each finding is a [`Diagnostic`]
+//! dead-lettering that silently is at-most-once; the DLQ keeps what it is given (no
+//! length limit, TTL or expiry); forward targets exist; dlqd's user may read, write and
+//! configure what it must, and can open an AMQP connection. Pure: each finding is a [`Diagnostic`]
 //! at the rules position that caused it (else the file's first line), with a help line.
 //!
 //! Errors are what stops dlqd or loses dead letters every time (a missing DLQ, queue or
