@@ -5,7 +5,11 @@
 //! dead-letter exchange, missing forward targets, a user with too few permissions)
 //! gives each finding at its rules position; a good one gives none (exit 0), and its
 //! dead letters really arrive on the DLQ. An unreachable management API is an error
-//! that says how to enable it. Run on 3.10, 4.0 and 4.x (DLQD_TEST_URL; the management
+//! that says how to enable it; an AMQP URL dlqd cannot connect with is an error too. A
+//! DLQ with a length limit, TTL or expiry is warned of (and really drops); a work
+//! queue fed through a topic pattern is "cannot tell", not an error (and its dead
+//! letters really arrive); a rules directory gets one grant that keeps the user's
+//! permissions and, pasted, suffices. Run on 3.10, 4.0 and 4.x (DLQD_TEST_URL; the management
 //! API is the AMQP port + 10000, or DLQD_TEST_MANAGEMENT_URL).
 
 mod support;
@@ -601,7 +605,7 @@ async fn a_dlq_that_limits_what_it_keeps_is_warned_of_and_really_drops_dead_lett
         "1:8",
         "warning",
         &format!(
-            "the DLQ {dlq} has a maximum length of 1 messages (argument x-max-length): when it is full, the oldest dead letters are dropped silently (overflow drop-head)"
+            "the DLQ {dlq} has a maximum length of 1 message (argument x-max-length): when it is full, the oldest dead letters are dropped silently (overflow drop-head)"
         ),
     );
     has(

@@ -442,6 +442,7 @@ pub fn snapshot(ep: &Endpoint) -> Result<Snapshot, ManagementError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_address_comes_from_the_amqp_url_or_the_override() {
@@ -502,6 +503,18 @@ mod tests {
         assert_eq!(got["x-single-active-consumer"], Value::Other("true".into()));
         // An empty policy is written `[]` by some versions.
         assert!(values(&serde_json::json!([])).is_empty());
+    }
+
+    #[test]
+    fn a_named_policy_without_its_definition_lags() {
+        let q = |v: serde_json::Value| serde_json::from_value::<ApiQueue>(v).expect("queue");
+        assert!(q(json!({"name": "a", "policy": "p", "effective_policy_definition": []})).lags());
+        assert!(q(json!({"name": "a", "policy": "p", "effective_policy_definition": {}})).lags());
+        let settled =
+            json!({"name": "a", "policy": "p", "effective_policy_definition": {"max-length": 1}});
+        assert!(!q(settled).lags());
+        assert!(!q(json!({"name": "a", "policy": null, "effective_policy_definition": []})).lags());
+        assert!(!q(json!({"name": "a"})).lags());
     }
 
     #[test]

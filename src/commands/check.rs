@@ -125,7 +125,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     {
         writeln!(
             out,
-            "broker {}: to grant what all {checked_files} files need at once: {}",
+            "broker {}: to grant what all {checked_files} files need at once (each file's own suggestion covers that file alone): {}",
             redact(url),
             topology_check::permissions::grant(
                 &snapshot.vhost,

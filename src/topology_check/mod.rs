@@ -301,14 +301,15 @@ impl Checker<'_> {
             Source::Policy => format!("the key {key} from the policy {}", q.policy_name()),
         };
         let overflow = q.text("overflow").unwrap_or("drop-head");
-        for (key, what) in [
-            ("max-length", "a maximum length of {} messages"),
-            ("max-length-bytes", "a maximum length of {} bytes"),
-        ] {
+        for (key, unit) in [("max-length", "message"), ("max-length-bytes", "byte")] {
             let Some((v, source)) = q.setting(key) else {
                 continue;
             };
-            let limit = what.replace("{}", &value_text(v));
+            let n = value_text(v);
+            let limit = format!(
+                "a maximum length of {n} {unit}{}",
+                if n == "1" { "" } else { "s" }
+            );
             let consequence = if overflow.starts_with("reject-publish") {
                 format!(
                     "when it is full, dead-lettering to it fails (overflow {overflow}): with at-most-once dead-lettering (the default dead-letter-strategy) those dead letters are dropped"
@@ -494,7 +495,7 @@ impl Checker<'_> {
                 _ => "KEY".to_string(),
             };
             format!(
-                "rabbitmqadmin declare binding source={dlx} destination={dlq} routing_key={key}{}, or set a dead-letter-routing-key {dlq} is bound with (policy key dead-letter-routing-key)",
+                "bind {dlq} to {dlx}: rabbitmqadmin declare binding source={dlx} destination={dlq} routing_key={key}{}, or set a dead-letter-routing-key {dlq} is bound with (policy key dead-letter-routing-key)",
                 if bad.len() > 1 {
                     " (once for each of those keys)"
                 } else {

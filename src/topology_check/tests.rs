@@ -469,7 +469,7 @@ fn the_binding_advice_names_the_key_once() {
     let help = d.help.clone().unwrap_or_default();
     assert!(
         help.starts_with(
-            "rabbitmqadmin declare binding source=dlx destination=dlq routing_key='orders', or"
+            "bind dlq to dlx: rabbitmqadmin declare binding source=dlx destination=dlq routing_key='orders', or"
         ),
         "{help}"
     );
