@@ -5,7 +5,11 @@
 //! dead-letter exchange, missing forward targets, a user with too few permissions)
 //! gives each finding at its rules position; a good one gives none (exit 0), and its
 //! dead letters really arrive on the DLQ. An unreachable management API is an error
-//! that says how to enable it. Run on 3.10, 4.0 and 4.x (DLQD_TEST_URL; the management
+//! that says how to enable it; an AMQP URL dlqd cannot connect with is an error too. A
+//! DLQ with a length limit, TTL or expiry is warned of (and really drops); a work
+//! queue fed through a topic pattern is "cannot tell", not an error (and its dead
+//! letters really arrive); a rules directory gets one grant that keeps the user's
+//! permissions and, pasted, suffices. Run on 3.10, 4.0 and 4.x (DLQD_TEST_URL; the management
 //! API is the AMQP port + 10000, or DLQD_TEST_MANAGEMENT_URL).
 
 mod support;
@@ -15,7 +19,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use lapin::BasicProperties;
-use lapin::options::{BasicGetOptions, BasicNackOptions};
+use lapin::options::{BasicGetOptions, BasicNackOptions, BasicPublishOptions};
 use serde_json::json;
 use support::broker::{self, Way, unique};
 use support::dlqd::{dlqd_env, stderr_of};
@@ -97,6 +101,35 @@ async fn reject_one(b: &Broker, queue: &str, id: &str) {
         BasicProperties::default().with_message_id(id.into()),
     )
     .await;
+    reject_next(b, queue).await;
+}
+
+/// Publish one message to `exchange` with `key` (confirmed, mandatory).
+async fn publish_to(b: &Broker, exchange: &str, key: &str, id: &str) {
+    let confirm =
+        b.ch.basic_publish(
+            exchange.into(),
+            key.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            id.as_bytes(),
+            BasicProperties::default().with_message_id(id.into()),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    assert_eq!(
+        confirm,
+        lapin::Confirmation::Ack(None),
+        "publish to {exchange}"
+    );
+}
+
+/// Get the next message of `queue` and reject it (requeue=false).
+async fn reject_next(b: &Broker, queue: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(m) =
@@ -274,11 +307,19 @@ async fn a_broken_topology_shows_each_fault_at_its_rules_position() {
     );
     assert_eq!(headlines(&out, &missing), 1, "{out}");
 
-    // A quorum DLQ with no delivery limit of its own: 20 from 4.0 on, none on 3.x.
+    // A quorum DLQ with no delivery limit of its own: 20 from 4.0 on, none on 3.x. No
+    // queue dead-letters to it: a warning too.
     m.queue(&q("qdlq"), json!({"x-queue-type": "quorum"}));
     let plain = write(dir.path(), "plain.rules", "ACTION(IGNORE)\n");
     let o = check(broker::url(), &admin(), &["--queue", &q("qdlq")], &plain);
     let out = stdout(&o);
+    has(
+        &out,
+        &plain,
+        "1:1",
+        "warning",
+        &format!("no queue dead-letters to {p}.qdlq: dead letters from 0 queues"),
+    );
     if major(&m) >= 4 {
         assert_eq!(
             o.status.code(),
@@ -295,12 +336,12 @@ async fn a_broken_topology_shows_each_fault_at_its_rules_position() {
                 "the DLQ {p}.qdlq is a quorum queue with a delivery limit of 20 (the default since RabbitMQ 4.0), and it has no dead-letter exchange"
             ),
         );
-        assert_eq!(headlines(&out, &plain), 1, "{out}");
+        assert_eq!(headlines(&out, &plain), 2, "{out}");
     } else {
         assert_eq!(o.status.code(), Some(0), "{out}{}", stderr_of(&o));
         assert_eq!(
             headlines(&out, &plain),
-            0,
+            1,
             "3.x has no default delivery limit:\n{out}"
         );
     }
@@ -380,7 +421,8 @@ fn a_user_with_too_few_permissions_is_found_and_its_password_never_shows() {
         "warning",
         &format!("the user {user} has no impersonator tag"),
     );
-    assert_eq!(headlines(&out, &rules), 6, "{out}");
+    has(&out, &rules, "1:8", "warning", "dead letters from 0 queues");
+    assert_eq!(headlines(&out, &rules), 7, "{out}");
     assert!(
         out.contains("rabbitmqctl set_permissions -p /"),
         "a grant to copy:\n{out}"
@@ -396,9 +438,14 @@ fn a_user_with_too_few_permissions_is_found_and_its_password_never_shows() {
     let o = check(&url, &bare_management(), &[], &rules);
     let err = stderr_of(&o);
     assert_eq!(o.status.code(), Some(1), "{}{err}", stdout(&o));
-    assert!(err.contains(&format!("refused the user {user}")), "{err}");
     assert!(
-        err.contains("management, monitoring or administrator tag"),
+        err.contains(&format!("refused the login of {user}")),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "wrong user or password, or the user lacks the management/monitoring/administrator tag"
+        ),
         "{err}"
     );
     assert!(
@@ -521,4 +568,236 @@ fn an_unreachable_management_api_is_an_error_that_says_how_to_enable_it() {
         !err.contains("S3cretPw") && !stdout(&o).contains("S3cretPw"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_dlq_that_limits_what_it_keeps_is_warned_of_and_really_drops_dead_letters() {
+    let mut m = Mgmt::connect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = unique("topo");
+    let q = |s: &str| format!("{p}.{s}");
+    let dlq = q("dlq");
+    m.queue(&dlq, json!({"x-max-length": 1}));
+    m.exchange(&q("dlx"), "fanout");
+    m.bind(&q("dlx"), &dlq, "");
+    m.queue(&q("work"), json!({"x-dead-letter-exchange": q("dlx")}));
+    m.policy(
+        &q("keep"),
+        &dlq,
+        json!({"message-ttl": 3_600_000, "expires": 86_400_000}),
+    );
+    let rules = write(
+        dir.path(),
+        "kept.rules",
+        &format!("INPUTQ({dlq})\nDESTQ({p}.work) ACTION(IGNORE)\nACTION(IGNORE)\n"),
+    );
+    let o = check(broker::url(), &admin(), &[], &rules);
+    let out = stdout(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "warnings only:\n{out}{}",
+        stderr_of(&o)
+    );
+    has(
+        &out,
+        &rules,
+        "1:8",
+        "warning",
+        &format!(
+            "the DLQ {dlq} has a maximum length of 1 message (argument x-max-length): when it is full, the oldest dead letters are dropped silently (overflow drop-head)"
+        ),
+    );
+    has(
+        &out,
+        &rules,
+        "1:8",
+        "warning",
+        &format!(
+            "the DLQ {dlq} has a message TTL of 3600000 ms (policy key message-ttl): dead letters expire before anyone may look at them, and expired ones are dropped"
+        ),
+    );
+    has(
+        &out,
+        &rules,
+        "1:8",
+        "warning",
+        &format!("the DLQ {dlq} expires after 86400000 ms unused (policy key expires)"),
+    );
+    assert_eq!(headlines(&out, &rules), 3, "{out}");
+    assert!(
+        out.contains(&format!(
+            "= help: remove the key expires from the policy {p}.keep"
+        )),
+        "{out}"
+    );
+
+    // What the check found is what the broker does: of two dead letters, the DLQ keeps
+    // the second; the first is dropped.
+    let b = Broker::connect().await;
+    reject_one(&b, &q("work"), "first").await;
+    reject_one(&b, &q("work"), "second").await;
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let ids: Vec<String> = b.peek(&dlq).await.iter().map(|g| g.id()).collect();
+        if ids == ["second"] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{ids:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(b.count(&q("work")).await, 0);
+}
+
+#[test]
+fn an_amqp_connection_that_fails_is_an_error_without_the_password() {
+    let mut m = Mgmt::connect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = unique("topo");
+    let dlq = format!("{p}.dlq");
+    m.queue(&dlq, json!({}));
+    let rules = write(
+        dir.path(),
+        "amqp.rules",
+        &format!("INPUTQ({dlq})\nACTION(IGNORE)\n"),
+    );
+    // Nothing listens on the AMQP port; the management API answers.
+    let o = check(
+        "amqp://guest:guest@127.0.0.1:5999/%2f",
+        &admin(),
+        &[],
+        &rules,
+    );
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{}", stderr_of(&o));
+    has(
+        &out,
+        &rules,
+        "1:1",
+        "error",
+        "dlqd cannot open an AMQP connection to amqp://guest:***@127.0.0.1:5999/%2f",
+    );
+    assert!(out.contains("check the URL's host and AMQP port"), "{out}");
+    // A wrong password for AMQP, with an administrator for the management API.
+    let o = check(&url_as("guest", "WrongPw4711"), &admin(), &[], &rules);
+    let out = stdout(&o);
+    let err = stderr_of(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    has(
+        &out,
+        &rules,
+        "1:1",
+        "error",
+        "dlqd cannot open an AMQP connection to amqp://guest:***@",
+    );
+    assert!(out.contains("the broker refused the login"), "{out}");
+    assert!(
+        !out.contains("WrongPw4711") && !err.contains("WrongPw4711"),
+        "{out}{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_work_queue_fed_through_a_topic_pattern_is_cannot_tell_and_really_arrives() {
+    let mut m = Mgmt::connect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = unique("topo");
+    let q = |s: &str| format!("{p}.{s}");
+    let dlq = q("dlq");
+    m.queue(&dlq, json!({}));
+    m.exchange(&q("dlx"), "direct");
+    m.bind(&q("dlx"), &dlq, "orders.eu.created");
+    m.exchange(&q("shop"), "topic");
+    m.queue(&q("orders"), json!({"x-dead-letter-exchange": q("dlx")}));
+    m.bind(&q("shop"), &q("orders"), "orders.*.created");
+    let rules = write(
+        dir.path(),
+        "topic.rules",
+        &format!("INPUTQ({dlq})\nDESTQ({p}.orders) ACTION(IGNORE)\nACTION(IGNORE)\n"),
+    );
+    let o = check(broker::url(), &admin(), &[], &rules);
+    let out = stdout(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "not an error:\n{out}{}",
+        stderr_of(&o)
+    );
+    has(
+        &out,
+        &rules,
+        "2:7",
+        "warning",
+        &format!(
+            "cannot tell whether dead letters of {p}.orders reach {dlq}: with no dead-letter-routing-key they keep the key they were published with, which the pattern 'orders.*.created' of {p}.shop leaves open"
+        ),
+    );
+    assert_eq!(headlines(&out, &rules), 1, "{out}");
+
+    // The broker: a message published with a key the pattern matches reaches the DLQ.
+    let b = Broker::connect().await;
+    publish_to(&b, &q("shop"), "orders.eu.created", "eu").await;
+    reject_next(&b, &q("orders")).await;
+    b.wait_count(&dlq, 1, T).await;
+    let got = b.peek(&dlq).await;
+    assert_eq!(got.iter().map(|g| g.id()).collect::<Vec<_>>(), ["eu"]);
+    assert_eq!(b.count(&q("orders")).await, 0);
+}
+
+/// The three quoted regexes of the `rabbitmqctl set_permissions` in `line`.
+fn grant_of(line: &str) -> [String; 3] {
+    let at = line.find("rabbitmqctl set_permissions").expect("a grant");
+    let parts: Vec<&str> = line[at..].split('\'').collect();
+    [parts[1].into(), parts[3].into(), parts[5].into()]
+}
+
+#[test]
+fn one_grant_for_a_rules_directory_keeps_what_the_user_may_and_works() {
+    let mut m = Mgmt::connect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = unique("topo");
+    let (a, b) = (format!("{p}.a.dlq"), format!("{p}.b.dlq"));
+    m.queue(&a, json!({}));
+    m.queue(&b, json!({}));
+    let user = format!("{p}.grant");
+    let password = format!("Gr{}Nt", std::process::id());
+    let read_now = format!(r"^(dlqd\..*|{})$", regex::escape(&a));
+    m.user(
+        &user,
+        &password,
+        r"^dlqd\..*$",
+        r"^(amq\.default|dlqd\..*)$",
+        &read_now,
+    );
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).expect("mkdir");
+    let fa = write(&rules, "a.rules", &format!("INPUTQ({a})\nACTION(IGNORE)\n"));
+    let fb = write(&rules, "b.rules", &format!("INPUTQ({b})\nACTION(IGNORE)\n"));
+    let url = url_as(&user, &password);
+    let o = check(&url, &admin(), &[], &rules);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{}", stderr_of(&o));
+    has(
+        &out,
+        &fb,
+        "1:8",
+        "error",
+        &format!("the user {user} may not read the DLQ {b}"),
+    );
+    assert!(!out.contains(&format!("may not read the DLQ {a}")), "{out}");
+    assert!(!out.contains(r"\-"), "no needless escapes:\n{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("to grant what all 2 files need at once"))
+        .unwrap_or_else(|| panic!("one grant for the directory:\n{out}"));
+    let [configure, write_re, read] = grant_of(line);
+    assert!(read.contains(&read_now), "keeps the current grant: {line}");
+    assert!(line.contains("replaces the user's permissions"), "{line}");
+    // Pasted, it grants both files what they need.
+    m.user(&user, &password, &configure, &write_re, &read);
+    let o = check(&url, &admin(), &[], &rules);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr_of(&o));
+    assert!(!out.contains("may not"), "{out}");
+    let _ = fa;
 }

@@ -37,7 +37,7 @@ pub enum ManagementError {
     #[error("cannot reach the management API at {url}: {reason}; {ENABLE_HINT}")]
     Unreachable { url: String, reason: String },
     #[error(
-        "the management API at {url} refused the user {user} (HTTP {status}): it needs the management, monitoring or administrator tag, or give --management http://USER:PASSWORD@HOST:15672 with such a user"
+        "the management API at {url} refused the login of {user} (HTTP {status}): wrong user or password, or the user lacks the management/monitoring/administrator tag; give --management http://USER:PASSWORD@HOST:15672 with such a user"
     )]
     Refused {
         url: String,
@@ -265,7 +265,23 @@ struct ApiQueue {
     arguments: serde_json::Value,
     #[serde(default)]
     effective_policy_definition: serde_json::Value,
+    /// The policy's name (`null` or absent when none applies).
+    #[serde(default)]
+    policy: Option<String>,
 }
+
+impl ApiQueue {
+    /// A policy is named but its definition is not there yet: the API's view lags a
+    /// change.
+    fn lags(&self) -> bool {
+        self.policy.as_deref().is_some_and(|p| !p.is_empty())
+            && values(&self.effective_policy_definition).is_empty()
+    }
+}
+
+/// How long to wait before reading the queues again when their data lags a policy
+/// change.
+pub const LAG_RETRY: Duration = Duration::from_secs(2);
 
 #[derive(Deserialize)]
 struct ApiExchange {
@@ -343,11 +359,16 @@ pub fn snapshot(ep: &Endpoint) -> Result<Snapshot, ManagementError> {
             url: ep.base.clone(),
             reason: "/api/overview is not there".into(),
         })?;
-    let queues: Vec<ApiQueue> = client
-        .json(&format!(
-            "/api/queues/{vh}?columns=name,type,arguments,effective_policy_definition"
-        ))?
-        .ok_or_else(no_vhost)?;
+    let queues_path =
+        format!("/api/queues/{vh}?columns=name,type,arguments,effective_policy_definition,policy");
+    let mut queues: Vec<ApiQueue> = client.json(&queues_path)?.ok_or_else(no_vhost)?;
+    if queues.iter().any(ApiQueue::lags) {
+        tracing::info!(
+            "a queue's policy is named but not yet in effect; reading the queues again in 2 s"
+        );
+        std::thread::sleep(LAG_RETRY);
+        queues = client.json(&queues_path)?.ok_or_else(no_vhost)?;
+    }
     let exchanges: Vec<ApiExchange> = client
         .json(&format!("/api/exchanges/{vh}?columns=name,type,arguments"))?
         .ok_or_else(no_vhost)?;
@@ -395,6 +416,7 @@ pub fn snapshot(ep: &Endpoint) -> Result<Snapshot, ManagementError> {
                 kind: q.kind.unwrap_or_else(|| "classic".into()),
                 arguments: values(&q.arguments),
                 policy: values(&q.effective_policy_definition),
+                policy_name: q.policy.filter(|p| !p.is_empty()),
             })
             .collect(),
         exchanges: exchanges
@@ -424,12 +446,14 @@ pub fn snapshot(ep: &Endpoint) -> Result<Snapshot, ManagementError> {
             .collect(),
         permissions,
         user_tags,
+        amqp_failure: None,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_address_comes_from_the_amqp_url_or_the_override() {
@@ -490,6 +514,18 @@ mod tests {
         assert_eq!(got["x-single-active-consumer"], Value::Other("true".into()));
         // An empty policy is written `[]` by some versions.
         assert!(values(&serde_json::json!([])).is_empty());
+    }
+
+    #[test]
+    fn a_named_policy_without_its_definition_lags() {
+        let q = |v: serde_json::Value| serde_json::from_value::<ApiQueue>(v).expect("queue");
+        assert!(q(json!({"name": "a", "policy": "p", "effective_policy_definition": []})).lags());
+        assert!(q(json!({"name": "a", "policy": "p", "effective_policy_definition": {}})).lags());
+        let settled =
+            json!({"name": "a", "policy": "p", "effective_policy_definition": {"max-length": 1}});
+        assert!(!q(settled).lags());
+        assert!(!q(json!({"name": "a", "policy": null, "effective_policy_definition": []})).lags());
+        assert!(!q(json!({"name": "a"})).lags());
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! `--deny-warnings`). A directory stands for its `*.rules` files, sorted, and is also
 //! checked as `run --rules DIR` would serve it: every file names its DLQ (INPUTQ), no
 //! DLQ twice. With `--broker URL`, each valid table is also checked against the live
-//! broker (read once, through the management API): its findings as diagnostics at the
-//! rules positions, and a second summary line.
+//! broker (read once, through the management API, and one AMQP connection opened with
+//! the URL): its findings as diagnostics at the rules positions, and a second summary
+//! line; with several files, one `set_permissions` covering what all of them need.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -15,7 +16,10 @@ use crate::broker::management;
 use crate::broker::redact;
 use crate::cli::CheckArgs;
 use crate::rules::{self, diagnostic};
-use crate::topology_check::{self, snapshot::Snapshot};
+use crate::topology_check::{
+    self,
+    snapshot::{AmqpFailure, Snapshot},
+};
 
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
@@ -23,6 +27,8 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     let mut broker: Option<Snapshot> = None;
     let mut paths = Vec::new();
+    let mut needs = topology_check::permissions::Needs::default();
+    let (mut checked_files, mut short_of_permissions) = (0, 0);
     for arg in &args.rules {
         paths.extend(crate::fleet::rules_files(std::slice::from_ref(arg))?);
     }
@@ -88,11 +94,13 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         if broker.is_none() {
             out.flush()?;
             let ep = management::Endpoint::new(url, args.management.as_deref())?;
-            let snapshot = management::snapshot(&ep)
+            let mut snapshot = management::snapshot(&ep)
                 .with_context(|| format!("cannot check the broker {}", redact(url)))?;
+            snapshot.amqp_failure = try_amqp(url)?;
             broker = Some(snapshot);
         }
         let Some(snapshot) = &broker else { continue };
+        checked_files += 1;
         let mut report =
             topology_check::check(table, &checked.positions, args.queue.as_deref(), snapshot);
         for d in &mut report.diagnostics {
@@ -103,6 +111,29 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         if report.errors() > 0 || (args.deny_warnings && report.warnings() > 0) {
             failed = true;
         }
+        if let Some(n) = &report.needs {
+            if report.short_of_permissions {
+                short_of_permissions += 1;
+            }
+            needs.merge(n);
+        }
+    }
+    // One grant for all files: each file's own suggestion keeps only today's permissions.
+    if let (Some(url), Some(snapshot)) = (&args.broker, &broker)
+        && checked_files > 1
+        && short_of_permissions > 0
+    {
+        writeln!(
+            out,
+            "broker {}: to grant what all {checked_files} files need at once (each file's own suggestion covers that file alone): {}",
+            redact(url),
+            topology_check::permissions::grant(
+                &snapshot.vhost,
+                &snapshot.user,
+                &snapshot.permissions,
+                &needs
+            )
+        )?;
     }
     for dir in args.rules.iter().filter(|a| a.is_dir()) {
         let files = crate::fleet::rules_files(std::slice::from_ref(dir))?;
@@ -139,6 +170,39 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// How long the AMQP connection that `check --broker` tries may take.
+const AMQP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Open (and close) an AMQP connection with `url`: why it failed, if it did.
+fn try_amqp(url: &str) -> anyhow::Result<Option<AmqpFailure>> {
+    use crate::broker::ConnectError;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(rt.block_on(async {
+        match tokio::time::timeout(AMQP_DEADLINE, crate::broker::connect(url)).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close(200, "dlqd check done".into()).await;
+                None
+            }
+            Ok(Err(ConnectError::Connect { url, reason, code })) => {
+                Some(AmqpFailure { url, reason, code })
+            }
+            Ok(Err(e)) => Some(AmqpFailure {
+                url: redact(url),
+                reason: e.to_string(),
+                code: None,
+            }),
+            Err(_) => Some(AmqpFailure {
+                url: redact(url),
+                reason: format!("no answer within {AMQP_DEADLINE:?}"),
+                code: None,
+            }),
+        }
+    }))
 }
 
 /// `FILE: broker URL (RabbitMQ V, vhost /): DLQ orders.dlq (quorum), dead letters from

@@ -2,8 +2,9 @@
 //! a [`Snapshot`] of it — the DLQ exists; the work queues DESTQ names dead-letter to an
 //! exchange that exists and routes to the DLQ; a quorum DLQ has a dead-letter exchange
 //! of its own while a delivery limit applies; no work queue asks for at-least-once
-//! dead-lettering that silently is at-most-once; forward targets exist; dlqd's user
-//! may read, write and configure what it must. Pure: each finding is a [`Diagnostic`]
+//! dead-lettering that silently is at-most-once; the DLQ keeps what it is given (no
+//! length limit, TTL or expiry); forward targets exist; dlqd's user may read, write and
+//! configure what it must, and can open an AMQP connection. Pure: each finding is a [`Diagnostic`]
 //! at the rules position that caused it (else the file's first line), with a help line.
 //!
 //! Errors are what stops dlqd or loses dead letters every time (a missing DLQ, queue or
@@ -28,7 +29,7 @@ use crate::rules::{
 use crate::stage;
 use permissions::{DEFAULT_EXCHANGE, allows};
 use routing::route;
-use snapshot::{Access, Destination, Queue, Snapshot, Source};
+use snapshot::{Access, Destination, Queue, Snapshot, Source, Value};
 
 /// The findings, and what the summary line says.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +42,10 @@ pub struct Report {
     pub dlq_kind: Option<String>,
     /// The queues whose dead letters reach the DLQ, by name.
     pub feeders: Vec<String>,
+    /// What dlqd's user needs on the broker for this table (when a DLQ is named).
+    pub needs: Option<permissions::Needs>,
+    /// The user lacks a permission this table needs.
+    pub short_of_permissions: bool,
 }
 
 impl Report {
@@ -75,6 +80,7 @@ pub fn check(
     if queue.is_none() || queue == table.control.input_queue.as_deref() {
         c.dlq_span = positions.input_queue.unwrap_or(c.dlq_span);
     }
+    c.amqp();
     match &dlq {
         None => c.push(
             Diagnostic::error(
@@ -133,6 +139,7 @@ impl Checker<'_> {
             Some(q) => {
                 self.out.dlq_kind = Some(q.kind.clone());
                 self.quorum_dlq(q);
+                self.dlq_retention(q);
                 true
             }
             None => {
@@ -162,6 +169,35 @@ impl Checker<'_> {
         self.forwards(dlq);
         self.permissions(dlq);
         self.impersonation();
+    }
+
+    /// dlqd must open an AMQP connection with the URL; the management API answering
+    /// says nothing about that (another port, maybe other credentials).
+    fn amqp(&mut self) {
+        let Some(f) = &self.snapshot.amqp_failure else {
+            return;
+        };
+        let vhost = &self.snapshot.vhost;
+        let user = &self.snapshot.user;
+        let help = match f.code {
+            Some(403) => format!(
+                "the broker refused the login: check the user {user} and the password in the URL (the management API may have been given other credentials)"
+            ),
+            Some(530) => format!(
+                "the vhost {vhost} does not exist, or the user {user} may not use it: check the URL's vhost (%2f is /) and the user's permissions"
+            ),
+            _ => "check the URL's host and AMQP port (5672, 5671 for amqps://; the management API's port is another) and that RabbitMQ listens there".to_string(),
+        };
+        self.push(
+            Diagnostic::error(
+                FIRST_LINE,
+                format!(
+                    "dlqd cannot open an AMQP connection to {}: {}",
+                    f.url, f.reason
+                ),
+            )
+            .with_help(help),
+        );
     }
 
     /// `PUTAUT(CTX)` keeps another user's `user_id`: the broker refuses that unless
@@ -248,14 +284,107 @@ impl Checker<'_> {
         );
     }
 
+    /// A DLQ that limits how long or how many dead letters it keeps loses them:
+    /// `max-length`/`max-length-bytes` (drop-head drops the oldest; reject-publish makes
+    /// dead-lettering fail, and at-most-once dead letters are then dropped),
+    /// `message-ttl` (they expire before anyone looks, unless the DLQ dead-letters them
+    /// onward), `expires` (the DLQ itself is deleted when unused).
+    fn dlq_retention(&mut self, q: &Queue) {
+        let from = |key: &str, source: Source| match source {
+            Source::Argument => format!("argument x-{key}"),
+            Source::Policy => format!("policy key {key}"),
+        };
+        let remove = |key: &str, source: Source| match source {
+            Source::Argument => format!(
+                "the argument x-{key} (an argument cannot be changed: declare the DLQ anew without it)"
+            ),
+            Source::Policy => format!("the key {key} from the policy {}", q.policy_name()),
+        };
+        let overflow = q.text("overflow").unwrap_or("drop-head");
+        for (key, unit) in [("max-length", "message"), ("max-length-bytes", "byte")] {
+            let Some((v, source)) = q.setting(key) else {
+                continue;
+            };
+            let n = value_text(v);
+            let limit = format!(
+                "a maximum length of {n} {unit}{}",
+                if n == "1" { "" } else { "s" }
+            );
+            let consequence = if overflow.starts_with("reject-publish") {
+                format!(
+                    "when it is full, dead-lettering to it fails (overflow {overflow}): with at-most-once dead-lettering (the default dead-letter-strategy) those dead letters are dropped"
+                )
+            } else {
+                format!(
+                    "when it is full, the oldest dead letters are dropped silently (overflow {overflow})"
+                )
+            };
+            self.push(
+                Diagnostic::warning(
+                    self.dlq_span,
+                    format!(
+                        "the DLQ {} has {limit} ({}): {consequence}",
+                        q.name,
+                        from(key, source)
+                    ),
+                )
+                .with_help(format!(
+                    "remove {} so that no dead letter is lost, and alert on the DLQ's depth instead",
+                    remove(key, source)
+                )),
+            );
+        }
+        if let Some((v, source)) = q.setting("message-ttl") {
+            let onward = match q.text("dead-letter-exchange") {
+                Some(x) => {
+                    format!("expired ones are dead-lettered onward to its dead-letter exchange {x}")
+                }
+                None => "expired ones are dropped".to_string(),
+            };
+            self.push(
+                Diagnostic::warning(
+                    self.dlq_span,
+                    format!(
+                        "the DLQ {} has a message TTL of {} ms ({}): dead letters expire before anyone may look at them, and {onward}",
+                        q.name,
+                        value_text(v),
+                        from("message-ttl", source)
+                    ),
+                )
+                .with_help(format!(
+                    "remove {} (dlqd's RETRY delays do not need it), or keep it knowingly if the DLQ's own dead-letter exchange is where dead letters are meant to end up",
+                    remove("message-ttl", source)
+                )),
+            );
+        }
+        if let Some((v, source)) = q.setting("expires") {
+            self.push(
+                Diagnostic::warning(
+                    self.dlq_span,
+                    format!(
+                        "the DLQ {} expires after {} ms unused ({}): the broker deletes it, with its dead letters, when no consumer has used it that long (while dlqd is stopped, say)",
+                        q.name,
+                        value_text(v),
+                        from("expires", source)
+                    ),
+                )
+                .with_help(format!("remove {}", remove("expires", source))),
+            );
+        }
+    }
+
     /// The routing keys a work queue's dead letters carry: its dead-letter-routing-key,
     /// else the keys they were published with — its own name (the default exchange)
-    /// and the literal keys of its direct and topic bindings.
-    fn dead_letter_keys(&self, q: &Queue) -> Vec<String> {
+    /// and the literal keys of its direct and topic bindings. Second, the bindings
+    /// whose keys cannot be known (topic patterns with `*` or `#`, `headers` and
+    /// `fanout` exchanges, a plugin's type), as `'KEY' (TYPE exchange NAME)`; none with
+    /// a dead-letter-routing-key.
+    fn dead_letter_keys(&self, q: &Queue) -> (Vec<String>, Vec<String>) {
         if let Some(k) = q.text("dead-letter-routing-key") {
-            return vec![k.to_string()];
+            return (vec![k.to_string()], Vec::new());
         }
         let mut keys = vec![q.name.clone()];
+        let mut unknown = Vec::new();
         for b in &self.snapshot.bindings {
             if b.destination != Destination::Queue(q.name.clone()) || b.source.is_empty() {
                 continue;
@@ -264,13 +393,25 @@ impl Checker<'_> {
             let literal = match kind.as_deref() {
                 Some("direct") => true,
                 Some("topic") => !b.routing_key.contains(['*', '#']),
+                None => continue,
                 _ => false,
             };
-            if literal && !keys.contains(&b.routing_key) {
-                keys.push(b.routing_key.clone());
+            if literal {
+                if !keys.contains(&b.routing_key) {
+                    keys.push(b.routing_key.clone());
+                }
+            } else {
+                let shown = match kind.as_deref() {
+                    Some("topic") => format!("the pattern '{}'", b.routing_key),
+                    other => format!("a binding to the {} exchange", other.unwrap_or("?")),
+                };
+                let shown = format!("{shown} of {}", b.source);
+                if !unknown.contains(&shown) {
+                    unknown.push(shown);
+                }
             }
         }
-        keys
+        (keys, unknown)
     }
 
     fn work_queue(&mut self, n: &Named, dlq: &str, dlq_exists: bool) {
@@ -294,7 +435,7 @@ impl Checker<'_> {
                 )
                 .with_help(format!(
                     "give it one by policy (rabbitmqctl set_policy -p {vhost} NAME '^{}$' '{{\"dead-letter-exchange\":\"DLX\"}}' --apply-to queues) or x-dead-letter-exchange, and bind {dlq} to it",
-                    regex::escape(&q.name)
+                    permissions::escape(&q.name)
                 )),
             );
             return;
@@ -312,7 +453,7 @@ impl Checker<'_> {
         if !dlq_exists {
             return;
         }
-        let keys = self.dead_letter_keys(q);
+        let (keys, unknown) = self.dead_letter_keys(q);
         let mut bad = Vec::new();
         let mut elsewhere = BTreeSet::new();
         let mut unsure = Vec::new();
@@ -349,13 +490,37 @@ impl Checker<'_> {
                 "set x-dead-letter-routing-key {dlq} (policy key dead-letter-routing-key), or use a dead-letter exchange bound to {dlq}"
             )
         } else {
+            let key = match bad.as_slice() {
+                [one] => format!("'{one}'"),
+                _ => "KEY".to_string(),
+            };
             format!(
-                "bind {dlq} to {dlx} with the key{} {} (rabbitmqadmin declare binding source={dlx} destination={dlq} routing_key=KEY), or set a dead-letter-routing-key it is bound with",
-                if bad.len() == 1 { "" } else { "s" },
-                keys_text(&bad)
+                "bind {dlq} to {dlx}: rabbitmqadmin declare binding source={dlx} destination={dlq} routing_key={key}{}, or set a dead-letter-routing-key {dlq} is bound with (policy key dead-letter-routing-key)",
+                if bad.len() > 1 {
+                    " (once for each of those keys)"
+                } else {
+                    ""
+                }
             )
         };
-        if good == 0 && unsure.is_empty() {
+        if good == 0 && unsure.is_empty() && !unknown.is_empty() {
+            self.push(
+                Diagnostic::warning(
+                    n.span,
+                    format!(
+                        "cannot tell whether dead letters of {} reach {dlq}: with no dead-letter-routing-key they keep the key they were published with, which {} leaves open; {shown_dlx} routes the known key{} {} to {to}",
+                        q.name,
+                        unknown.join(", "),
+                        if bad.len() == 1 { "" } else { "s" },
+                        keys_text(&bad)
+                    ),
+                )
+                .with_help(format!(
+                    "check that {dlq} is bound to {dlx} with every key the messages of {} are published with (rabbitmqadmin declare binding source={dlx} destination={dlq} routing_key=KEY), or set a dead-letter-routing-key {dlq} is bound with (policy key dead-letter-routing-key), which this check can follow",
+                    q.name
+                )),
+            );
+        } else if good == 0 && unsure.is_empty() {
             self.push(
                 Diagnostic::error(
                     n.span,
@@ -438,6 +603,8 @@ impl Checker<'_> {
     /// reported.
     fn feeders(&mut self, dlq: &str, named: &BTreeSet<String>) {
         let mut feeders = Vec::new();
+        // Queues whose dead letters might reach the DLQ, which cannot be told.
+        let mut maybe = 0;
         for q in &self.snapshot.queues {
             if q.name == dlq || stage::is_own_queue(&q.name) {
                 continue;
@@ -445,11 +612,14 @@ impl Checker<'_> {
             let Some(dlx) = q.text("dead-letter-exchange") else {
                 continue;
             };
-            if self
-                .dead_letter_keys(q)
-                .iter()
-                .any(|k| route(self.snapshot, dlx, k).queues.contains(dlq))
+            let (keys, unknown) = self.dead_letter_keys(q);
+            let routes: Vec<_> = keys.iter().map(|k| route(self.snapshot, dlx, k)).collect();
+            if (routes.iter().any(|r| !r.unsure.is_empty()) || !unknown.is_empty())
+                && routing::may_reach(self.snapshot, dlx, dlq)
             {
+                maybe += 1;
+            }
+            if routes.iter().any(|r| r.queues.contains(dlq)) {
                 feeders.push(q.name.clone());
                 if !named.contains(&q.name) {
                     let span = self.dlq_span;
@@ -476,6 +646,17 @@ impl Checker<'_> {
                     .with_help("this rule applies only to dead letters of such queues: check the pattern against the queue names (or ignore this for queues made later)"),
                 );
             }
+        }
+        if feeders.is_empty() && maybe == 0 {
+            self.push(
+                Diagnostic::warning(
+                    self.dlq_span,
+                    format!("no queue dead-letters to {dlq}: dead letters from 0 queues"),
+                )
+                .with_help(format!(
+                    "give the work queues a dead-letter exchange that routes to {dlq} (policy key dead-letter-exchange, and a binding), or check that INPUTQ (or --queue) names the right DLQ"
+                )),
+            );
         }
         self.out.feeders = feeders;
     }
@@ -544,6 +725,25 @@ impl Checker<'_> {
         }
     }
 
+    /// What dlqd's user needs for this table: configure on its own queues, write on the
+    /// default exchange, its own queues and the forward exchanges, read on the DLQ and
+    /// its own queues.
+    fn needs(&self, dlq: &str, exchanges: &[(String, Span)]) -> permissions::Needs {
+        let mut own = stage::delay_queues(dlq);
+        own.push(stage::left_queue(dlq));
+        let own = permissions::Need {
+            regex: r"dlqd\..*".into(),
+            names: own,
+        };
+        let mut write = vec![permissions::Need::literal(DEFAULT_EXCHANGE), own.clone()];
+        write.extend(exchanges.iter().map(|(n, _)| permissions::Need::literal(n)));
+        permissions::Needs {
+            configure: vec![own.clone()],
+            write,
+            read: vec![permissions::Need::literal(dlq), own],
+        }
+    }
+
     /// The literal FWDEX exchanges, and where each is first written.
     fn forward_exchanges(&self) -> Vec<(String, Span)> {
         let mut out: Vec<(String, Span)> = Vec::new();
@@ -569,15 +769,9 @@ impl Checker<'_> {
         let user = self.snapshot.user.clone();
         let vhost = self.snapshot.vhost.clone();
         let exchanges = self.forward_exchanges();
-        let suggestion = {
-            let mut write = vec![r"amq\.default".to_string(), r"dlqd\..*".to_string()];
-            write.extend(exchanges.iter().map(|(n, _)| regex::escape(n)));
-            format!(
-                r"rabbitmqctl set_permissions -p {vhost} {user} '^dlqd\..*$' '^({})$' '^({}|dlqd\..*)$'",
-                write.join("|"),
-                regex::escape(dlq)
-            )
-        };
+        let needs = self.needs(dlq, &exchanges);
+        let suggestion = permissions::grant(&vhost, &user, &self.snapshot.permissions, &needs);
+        self.out.needs = Some(needs);
         let p = match &self.snapshot.permissions {
             Access::Granted(p) => p.clone(),
             Access::None => {
@@ -588,6 +782,7 @@ impl Checker<'_> {
                     )
                     .with_help(format!("grant them, e.g. {suggestion}")),
                 );
+                self.out.short_of_permissions = true;
                 return;
             }
             Access::Unknown | Access::Unreadable(_) => {
@@ -655,6 +850,7 @@ impl Checker<'_> {
                 ));
             }
         }
+        self.out.short_of_permissions = !found.is_empty();
         for (span, message) in found {
             self.push(
                 Diagnostic::error(span, message).with_help(format!("grant it, e.g. {suggestion}")),
@@ -669,6 +865,14 @@ impl Checker<'_> {
                 .with_help("check by hand what it allows"),
             );
         }
+    }
+}
+
+/// A setting's value as the broker shows it.
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::Text(s) | Value::Other(s) => s.clone(),
+        Value::Int(n) => n.to_string(),
     }
 }
 

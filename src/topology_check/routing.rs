@@ -75,6 +75,36 @@ fn walk(
     }
 }
 
+/// Whether some publish to `exchange` could reach `queue`, whatever its key: a path of
+/// bindings (or alternate exchanges) leads there.
+pub fn may_reach(snapshot: &Snapshot, exchange: &str, queue: &str) -> bool {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![exchange.to_string()];
+    while let Some(x) = todo.pop() {
+        if !seen.insert(x.clone()) {
+            continue;
+        }
+        if x.is_empty() {
+            if snapshot.queue(queue).is_some() {
+                return true;
+            }
+            continue;
+        }
+        let Some(e) = snapshot.exchange(&x) else {
+            continue;
+        };
+        todo.extend(e.alternate);
+        for b in snapshot.bindings.iter().filter(|b| b.source == x) {
+            match &b.destination {
+                Destination::Queue(q) if q == queue => return true,
+                Destination::Queue(_) => {}
+                Destination::Exchange(e) => todo.push(e.clone()),
+            }
+        }
+    }
+    false
+}
+
 /// AMQP topic matching: words separated by `.`, `*` one word, `#` zero or more.
 pub fn topic_matches(pattern: &str, key: &str) -> bool {
     let p: Vec<&str> = pattern.split('.').collect();
@@ -165,6 +195,9 @@ mod tests {
         assert_eq!(qs(route(&s, "", "dlq")), ["dlq"]);
         assert!(route(&s, "", "nothere").queues.is_empty());
         assert!(route(&s, "missing", "dlq").queues.is_empty());
+        assert!(may_reach(&s, "t", "dlq"));
+        assert!(!may_reach(&s, "e2e", "other"));
+        assert!(may_reach(&s, "dlx", "other"), "alternate");
         let h = route(&s, "h", "k");
         assert!(h.queues.is_empty());
         assert_eq!(h.unsure, ["h (headers)"]);

@@ -18,6 +18,19 @@ pub struct Snapshot {
     pub permissions: Access,
     /// The user's tags (`impersonator`, ...), when they could be read.
     pub user_tags: Option<Vec<String>>,
+    /// Why an AMQP connection with the URL failed, when it was tried and did.
+    pub amqp_failure: Option<AmqpFailure>,
+}
+
+/// An AMQP connection that dlqd could not open (the management API is another door).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AmqpFailure {
+    /// The URL, redacted.
+    pub url: String,
+    /// What went wrong, without the password.
+    pub reason: String,
+    /// The broker's reply code when it refused: 403 (login), 530 (vhost).
+    pub code: Option<u16>,
 }
 
 /// An argument or policy value.
@@ -55,7 +68,18 @@ pub struct Queue {
     pub arguments: BTreeMap<String, Value>,
     /// The effective policy definition, keys without a prefix (`dead-letter-exchange`).
     pub policy: BTreeMap<String, Value>,
+    /// The name of the policy that applies, when the API names one.
+    pub policy_name: Option<String>,
 }
+
+/// The settings where RabbitMQ applies the lower of a queue's argument and its policy.
+pub const LOWER_WINS: [&str; 5] = [
+    "delivery-limit",
+    "max-length",
+    "max-length-bytes",
+    "message-ttl",
+    "expires",
+];
 
 /// Where a queue's setting comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,13 +90,13 @@ pub enum Source {
 
 impl Queue {
     /// The effective setting `key` (a policy key: `dead-letter-exchange`, `overflow`,
-    /// `dead-letter-strategy`, `dead-letter-routing-key`, `delivery-limit`): the queue's
-    /// argument `x-KEY` wins over the policy, as RabbitMQ has it for these keys, except
-    /// `delivery-limit`, where the lower of the two applies.
+    /// `dead-letter-strategy`, `dead-letter-routing-key`, `delivery-limit`, ...): the
+    /// queue's argument `x-KEY` wins over the policy, as RabbitMQ has it for these keys,
+    /// except the limits ([`LOWER_WINS`]), where the lower of the two applies.
     pub fn setting(&self, key: &str) -> Option<(&Value, Source)> {
         let arg = self.arguments.get(&format!("x-{key}"));
         let pol = self.policy.get(key);
-        if key == "delivery-limit"
+        if LOWER_WINS.contains(&key)
             && let (Some(a), Some(p)) = (arg, pol)
             && let (Some(x), Some(y)) = (a.as_int(), p.as_int())
         {
@@ -89,6 +113,11 @@ impl Queue {
     /// The effective setting as text (`None` when absent or not text).
     pub fn text(&self, key: &str) -> Option<&str> {
         self.setting(key).and_then(|(v, _)| v.as_text())
+    }
+
+    /// The policy's name, or `NAME` when it is not known.
+    pub fn policy_name(&self) -> &str {
+        self.policy_name.as_deref().unwrap_or("NAME")
     }
 
     pub fn is_quorum(&self) -> bool {
@@ -184,6 +213,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
+            policy_name: None,
         }
     }
 
@@ -199,7 +229,16 @@ mod tests {
                 ("dead-letter-exchange", t("b")),
                 ("overflow", t("reject-publish")),
                 ("delivery-limit", Value::Int(5)),
+                ("message-ttl", Value::Int(60000)),
             ],
+        );
+        let mut queue = queue;
+        queue
+            .arguments
+            .insert("x-message-ttl".into(), Value::Int(1000));
+        assert_eq!(
+            queue.setting("message-ttl"),
+            Some((&Value::Int(1000), Source::Argument))
         );
         assert_eq!(queue.text("dead-letter-exchange"), Some("a"));
         assert_eq!(queue.text("overflow"), Some("reject-publish"));

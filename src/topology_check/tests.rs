@@ -89,6 +89,7 @@ fn good() -> Snapshot {
             read: r"^(dlq|dlqd\..*)$".into(),
         }),
         user_tags: Some(Vec::new()),
+        amqp_failure: None,
     }
 }
 
@@ -332,4 +333,190 @@ fn a_destq_pattern_no_feeding_queue_matches() {
         "no queue that dead-letters to dlq matches DESTQ(shipping.*)",
     );
     assert_eq!(r.diagnostics.len(), 1, "{:#?}", found(&r));
+}
+
+#[test]
+fn a_dlq_that_limits_what_it_keeps_loses_dead_letters() {
+    let rules = "INPUTQ(dlq)\nDESTQ(orders) ACTION(IGNORE)\n";
+    let mut s = good();
+    q(&mut s, "dlq")
+        .arguments
+        .insert("x-max-length".into(), Value::Int(1000));
+    let r = run(rules, &s);
+    has(
+        &r,
+        "1:8",
+        "warning",
+        "the DLQ dlq has a maximum length of 1000 messages (argument x-max-length): when it is full, the oldest dead letters are dropped silently (overflow drop-head)",
+    );
+    assert_eq!(r.diagnostics.len(), 1, "{:#?}", found(&r));
+    // From a policy, with reject-publish; the lower of argument and policy applies.
+    let d = q(&mut s, "dlq");
+    d.arguments.remove("x-max-length");
+    d.policy_name = Some("limits".into());
+    d.policy.insert("max-length-bytes".into(), Value::Int(4096));
+    d.policy.insert("overflow".into(), text("reject-publish"));
+    d.policy.insert("message-ttl".into(), Value::Int(60000));
+    d.arguments
+        .insert("x-message-ttl".into(), Value::Int(90000));
+    d.policy.insert("expires".into(), Value::Int(3600000));
+    let r = run(rules, &s);
+    has(
+        &r,
+        "1:8",
+        "warning",
+        "maximum length of 4096 bytes (policy key max-length-bytes): when it is full, dead-lettering to it fails (overflow reject-publish): with at-most-once dead-lettering (the default dead-letter-strategy) those dead letters are dropped",
+    );
+    has(
+        &r,
+        "1:8",
+        "warning",
+        "the DLQ dlq has a message TTL of 60000 ms (policy key message-ttl): dead letters expire before anyone may look at them, and expired ones are dropped",
+    );
+    has(
+        &r,
+        "1:8",
+        "warning",
+        "the DLQ dlq expires after 3600000 ms unused (policy key expires)",
+    );
+    assert_eq!(r.diagnostics.len(), 3, "{:#?}", found(&r));
+    assert!(
+        r.diagnostics.iter().all(|d| d
+            .help
+            .as_deref()
+            .is_some_and(|h| h.contains("from the policy limits"))),
+        "{:#?}",
+        r.diagnostics
+    );
+    // A TTL on a DLQ that dead-letters onward says where they go.
+    q(&mut s, "dlq")
+        .arguments
+        .insert("x-dead-letter-exchange".into(), text("dlx2"));
+    has(
+        &run(rules, &s),
+        "1:8",
+        "warning",
+        "expired ones are dead-lettered onward to its dead-letter exchange dlx2",
+    );
+}
+
+#[test]
+fn an_amqp_connection_that_fails_is_an_error() {
+    let mut s = good();
+    for (code, words) in [
+        (Some(403), "the broker refused the login"),
+        (Some(530), "the vhost / does not exist"),
+        (None, "check the URL's host and AMQP port"),
+    ] {
+        s.amqp_failure = Some(AmqpFailure {
+            url: "amqp://dlqd:***@h:5999/%2f".into(),
+            reason: "nope".into(),
+            code,
+        });
+        let r = run(RULES, &s);
+        has(
+            &r,
+            "1:1",
+            "error",
+            "dlqd cannot open an AMQP connection to amqp://dlqd:***@h:5999/%2f: nope",
+        );
+        assert_eq!(r.errors(), 1, "{:#?}", found(&r));
+        let help = r.diagnostics[0].help.clone().unwrap_or_default();
+        assert!(help.contains(words), "{help}");
+    }
+}
+
+#[test]
+fn a_work_queue_fed_through_a_topic_pattern_cannot_be_told() {
+    let mut s = good();
+    s.exchanges[0].kind = "direct".into();
+    s.bindings[0].routing_key = "orders.eu.created".into();
+    s.exchanges.push(exchange("shop", "topic"));
+    s.bindings.push(bind("shop", "orders", "orders.*.created"));
+    let rules = "INPUTQ(dlq)\nDESTQ(orders) ACTION(IGNORE)\n";
+    let r = run(rules, &s);
+    has(
+        &r,
+        "2:7",
+        "warning",
+        "cannot tell whether dead letters of orders reach dlq: with no dead-letter-routing-key they keep the key they were published with, which the pattern 'orders.*.created' of shop leaves open",
+    );
+    assert_eq!(r.errors(), 0, "{:#?}", found(&r));
+    // Headers (and fanout) bindings leave the key open too.
+    s.exchanges.last_mut().expect("shop").kind = "headers".into();
+    let r = run(rules, &s);
+    has(
+        &r,
+        "2:7",
+        "warning",
+        "a binding to the headers exchange of shop",
+    );
+    assert_eq!(r.errors(), 0, "{:#?}", found(&r));
+}
+
+#[test]
+fn the_binding_advice_names_the_key_once() {
+    let mut s = good();
+    s.exchanges[0].kind = "direct".into();
+    s.bindings[0].routing_key = "x".into();
+    let r = run("INPUTQ(dlq)\nDESTQ(orders) ACTION(IGNORE)\n", &s);
+    let d = r
+        .diagnostics
+        .iter()
+        .find(|d| d.line == 2)
+        .expect("at DESTQ");
+    assert!(d.is_error(), "{d:?}");
+    let help = d.help.clone().unwrap_or_default();
+    assert!(
+        help.starts_with(
+            "bind dlq to dlx: rabbitmqadmin declare binding source=dlx destination=dlq routing_key='orders', or"
+        ),
+        "{help}"
+    );
+}
+
+#[test]
+fn a_dlq_nothing_dead_letters_to_is_a_warning() {
+    let mut s = good();
+    s.bindings.retain(|b| b.source != "dlx");
+    // A queue whose keys cannot be known, dead-lettering elsewhere, does not count.
+    s.exchanges.push(exchange("fan", "fanout"));
+    s.exchanges.push(exchange("elsewhere", "fanout"));
+    s.queues.push(queue(
+        "unrelated",
+        "classic",
+        &[("x-dead-letter-exchange", text("elsewhere"))],
+    ));
+    s.bindings.push(bind("fan", "unrelated", ""));
+    s.bindings.push(bind("elsewhere", "errors.q", ""));
+    let r = run("INPUTQ(dlq)\nACTION(IGNORE)\n", &s);
+    has(
+        &r,
+        "1:8",
+        "warning",
+        "no queue dead-letters to dlq: dead letters from 0 queues",
+    );
+    assert_eq!(r.diagnostics.len(), 1, "{:#?}", found(&r));
+}
+
+#[test]
+fn the_suggested_grant_keeps_the_current_permissions() {
+    let mut s = good();
+    s.permissions = Access::Granted(Permissions {
+        configure: r"^dlqd\..*$".into(),
+        write: r"^(amq\.default|dlqd\..*)$".into(),
+        read: r"^(other-app\.q)$".into(),
+    });
+    let r = run("INPUTQ(dlq)\nACTION(IGNORE)\n", &s);
+    has(&r, "1:8", "error", "may not read the DLQ dlq");
+    let help = r.diagnostics[0].help.clone().unwrap_or_default();
+    assert!(
+        help.contains(
+            r"rabbitmqctl set_permissions -p / dlqd '^dlqd\..*$' '^(amq\.default|dlqd\..*)$' '(^(other-app\.q)$)|^(dlq|dlqd\..*)$'"
+        ),
+        "{help}"
+    );
+    assert!(help.contains("replaces the user's permissions"), "{help}");
+    assert!(!help.contains(r"\-"), "{help}");
+    assert!(r.short_of_permissions);
 }
