@@ -191,11 +191,13 @@ pub struct PublishArgs {
     #[arg(long)]
     pub to_origin: bool,
     /// Set a header: NAME=VALUE (a string), or NAME:int=5, NAME:bool=true,
-    /// NAME:float=1.5, NAME:str=text. Repeatable. An edited copy carries
+    /// NAME:float=1.5, NAME:str=text (a name with a ':' needs a type: a:b:str=v).
+    /// Repeatable. The broker's headers (x-death, x-first-death-*, x-last-death-*,
+    /// x-delivery-count) cannot be set. An edited copy carries
     /// x-dlqd-edited: set=NAMES;unset=NAMES.
     #[arg(long, value_name = "NAME=VALUE")]
     pub set_header: Vec<String>,
-    /// Remove a header. Repeatable.
+    /// Remove a header (the broker's too: --unset-header x-death). Repeatable.
     #[arg(long, value_name = "NAME")]
     pub unset_header: Vec<String>,
     /// Print where each message would go and which edits, and send nothing.
