@@ -193,7 +193,7 @@ pub struct PublishArgs {
     /// Set a header: NAME=VALUE (a string), or NAME:int=5, NAME:bool=true,
     /// NAME:float=1.5, NAME:str=text (a name with a ':' needs a type: a:b:str=v).
     /// Repeatable. The broker's headers (x-death, x-first-death-*, x-last-death-*,
-    /// x-delivery-count) cannot be set. An edited copy carries
+    /// x-delivery-count, x-acquired-count) cannot be set. An edited copy carries
     /// x-dlqd-edited: set=NAMES;unset=NAMES.
     #[arg(long, value_name = "NAME=VALUE")]
     pub set_header: Vec<String>,
@@ -204,7 +204,7 @@ pub struct PublishArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Keep the marks of a past handling as captured (x-dlqd-retries, an earlier
-    /// x-dlqd-edited, x-dlqd-rule, x-dlqd-action, x-delivery-count). By default a replay
+    /// x-dlqd-edited, x-dlqd-rule, x-dlqd-action, x-delivery-count, x-acquired-count). By default a replay
     /// is a fresh attempt: they are removed.
     #[arg(long)]
     pub keep_marks: bool,

@@ -22,7 +22,7 @@
 //!
 //! A replay is a fresh attempt: unless `--keep-marks`, the marks of a past handling
 //! ([`PAST_HANDLING_HEADERS`]: dlqd's retry count, an earlier edit record, the rule and
-//! action that forwarded it, the broker's delivery count) are removed; where it came
+//! action that forwarded it, the broker's delivery and acquired counts) are removed; where it came
 //! from (`x-dlqd-original-queue`, `x-dlqd-reason`, `x-dlqd-user-id`) and its death
 //! history (`x-death`, `x-first-death-*`, `x-last-death-*`, `x-dlqd-death`) stay.
 //! The broker's headers cannot be set (`--set-header x-death=...`); they can be unset.
@@ -37,15 +37,18 @@ pub const EDITED_HEADER: &str = "x-dlqd-edited";
 
 /// The broker's count of deliveries (quorum queues).
 pub const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
+/// The broker's count of acquisitions (quorum queues, RabbitMQ 4.3+).
+pub const ACQUIRED_COUNT_HEADER: &str = "x-acquired-count";
 
 /// The marks of a past handling that a replay removes unless `--keep-marks`: with them,
 /// a replayed message that fails again would find its retry budget used up.
-pub const PAST_HANDLING_HEADERS: [&str; 5] = [
+pub const PAST_HANDLING_HEADERS: [&str; 6] = [
     RETRIES_HEADER,
     EDITED_HEADER,
     outgoing::RULE_HEADER,
     outgoing::ACTION_HEADER,
     DELIVERY_COUNT_HEADER,
+    ACQUIRED_COUNT_HEADER,
 ];
 
 /// Whether the broker owns the header (its death history and delivery count): it can be
@@ -53,6 +56,7 @@ pub const PAST_HANDLING_HEADERS: [&str; 5] = [
 pub fn is_brokers(name: &str) -> bool {
     name == "x-death"
         || name == DELIVERY_COUNT_HEADER
+        || name == ACQUIRED_COUNT_HEADER
         || name.starts_with("x-first-death-")
         || name.starts_with("x-last-death-")
 }
@@ -543,6 +547,7 @@ mod tests {
         for name in [
             "x-death",
             "x-delivery-count",
+            "x-acquired-count",
             "x-first-death-queue",
             "x-last-death-reason",
         ] {
@@ -565,6 +570,7 @@ mod tests {
         h.insert(RETRIES_HEADER.into(), Value::I64(5));
         h.insert(EDITED_HEADER.into(), Value::string("set=old"));
         h.insert(DELIVERY_COUNT_HEADER.into(), Value::I64(7));
+        h.insert(ACQUIRED_COUNT_HEADER.into(), Value::I64(8));
         h.insert(outgoing::RULE_HEADER.into(), Value::I64(3));
         h.insert(outgoing::ACTION_HEADER.into(), Value::string("forward"));
         h.insert(

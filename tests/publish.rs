@@ -400,7 +400,7 @@ async fn a_replay_is_a_fresh_attempt_unless_marks_are_kept() {
     let cap = dir.path().join("handled.jsonl");
     std::fs::write(
         &cap,
-        r#"{"properties":{"message_id":"h1","headers":{"x-dlqd-retries":5,"x-dlqd-edited":"set=old","x-delivery-count":7,"x-dlqd-rule":3,"x-dlqd-action":"forward","x-dlqd-original-queue":"orders","x-dlqd-reason":"rejected","x-dlqd-user-id":"bob","x-death":[{"queue":"orders","reason":"rejected","count":1,"exchange":"","routing-keys":["orders"]}]}},"body":"h1"}
+        r#"{"properties":{"message_id":"h1","headers":{"x-dlqd-retries":5,"x-dlqd-edited":"set=old","x-delivery-count":7,"x-acquired-count":8,"x-dlqd-rule":3,"x-dlqd-action":"forward","x-dlqd-original-queue":"orders","x-dlqd-reason":"rejected","x-dlqd-user-id":"bob","x-death":[{"queue":"orders","reason":"rejected","count":1,"exchange":"","routing-keys":["orders"]}]}},"body":"h1"}
 "#,
     )
     .unwrap();
@@ -416,6 +416,7 @@ async fn a_replay_is_a_fresh_attempt_unless_marks_are_kept() {
         "x-dlqd-retries",
         "x-dlqd-edited",
         "x-delivery-count",
+        "x-acquired-count",
         "x-dlqd-rule",
         "x-dlqd-action",
     ] {
@@ -432,6 +433,7 @@ async fn a_replay_is_a_fresh_attempt_unless_marks_are_kept() {
     }
     assert_eq!(kept.header_i64("x-dlqd-retries"), Some(5));
     assert_eq!(kept.header_i64("x-delivery-count"), Some(7));
+    assert_eq!(kept.header_i64("x-acquired-count"), Some(8));
     assert_eq!(kept.header_i64("x-dlqd-rule"), Some(3));
     assert_eq!(kept.header_str("x-dlqd-action").as_deref(), Some("forward"));
     // An edit now replaces the old record.
@@ -639,6 +641,14 @@ fn edits_empty_captures_and_empty_keys_from_the_command_line() {
     let o = run(&[empty.to_str().unwrap(), "--queue", "q"]);
     assert!(o.status.success(), "{}", stderr_of(&o));
     assert!(stderr_of(&o).contains("no messages"), "{}", stderr_of(&o));
+
+    let o = run(&["-", "-", "--queue", "q", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr_of(&o).contains("more than once"),
+        "{}",
+        stderr_of(&o)
+    );
 
     let o = run(&[
         capf,

@@ -115,7 +115,7 @@ fn is_stdin(p: &Path) -> bool {
 
 /// Stdin, read whole into memory when `-` is one of the captures (it can be read only
 /// once, and is checked before the first publish like a file).
-fn read_stdin(paths: &[PathBuf]) -> anyhow::Result<Option<Rc<[u8]>>> {
+fn read_stdin(paths: &[PathBuf]) -> anyhow::Result<Option<Stdin>> {
     match paths.iter().filter(|p| is_stdin(p)).count() {
         0 => Ok(None),
         1 => {
@@ -124,9 +124,19 @@ fn read_stdin(paths: &[PathBuf]) -> anyhow::Result<Option<Rc<[u8]>>> {
                 .lock()
                 .read_to_end(&mut buf)
                 .context("cannot read the capture on stdin (-)")?;
-            Ok(Some(buf.into()))
+            Ok(Some(Stdin(Rc::new(buf))))
         }
         _ => anyhow::bail!("stdin (-) is named more than once among the captures"),
+    }
+}
+
+/// Stdin as read, shared by the checking pass and the sending one (no copy).
+#[derive(Clone)]
+struct Stdin(Rc<Vec<u8>>);
+
+impl AsRef<[u8]> for Stdin {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -162,13 +172,13 @@ impl Window {
 /// index in the captures.
 struct Captures {
     paths: VecDeque<PathBuf>,
-    stdin: Option<Rc<[u8]>>,
+    stdin: Option<Stdin>,
     current: Option<(String, capture::Reader<Box<dyn BufRead>>)>,
     index: u64,
 }
 
 impl Captures {
-    fn new(paths: Vec<PathBuf>, stdin: Option<Rc<[u8]>>) -> Self {
+    fn new(paths: Vec<PathBuf>, stdin: Option<Stdin>) -> Self {
         Captures {
             paths: paths.into(),
             stdin,
@@ -199,7 +209,7 @@ impl Captures {
             let path = self.paths.pop_front()?;
             let input: Box<dyn BufRead> = if is_stdin(&path) {
                 Box::new(Cursor::new(
-                    self.stdin.clone().unwrap_or_else(|| Rc::from(&[][..])),
+                    self.stdin.clone().unwrap_or_else(|| Stdin(Rc::default())),
                 ))
             } else {
                 match File::open(&path) {
