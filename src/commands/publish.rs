@@ -460,11 +460,12 @@ async fn publish_all(
 /// message tried; `lost_from`: the lowest index whose publish was lost with the
 /// connection.
 fn lost_connection(tally: &Tally, window: &Window, next: u64, lost_from: Option<u64>) -> String {
-    let not_tried = window.end().saturating_sub(next);
-    let resume = match window.max {
-        Some(_) if not_tried > 0 => format!("--skip {next} --max {not_tried}"),
-        _ => format!("--skip {next}"),
+    // `--skip FROM`, with the rest of the window when there is a `--max`.
+    let from_here = |from: u64| match window.max {
+        Some(_) => format!("--skip {from} --max {}", window.end().saturating_sub(from)),
+        None => format!("--skip {from}"),
     };
+    let not_tried = window.end().saturating_sub(next);
     let tried = if next > window.skip {
         format!(" (indexes {} to {})", window.skip, next - 1)
     } else {
@@ -477,14 +478,19 @@ fn lost_connection(tally: &Tally, window: &Window, next: u64, lost_from: Option<
         tally.failures()
     );
     if not_tried > 0 {
-        text.push_str(&format!(" (resume with {resume})"));
+        text.push_str(&format!(" (resume with {})", from_here(next)));
     }
     if let Some(from) = lost_from {
+        let how = if not_tried > 0 {
+            format!("resume with {} instead", from_here(from))
+        } else {
+            format!("send them again with {}", from_here(from))
+        };
         text.push_str(&format!(
             ". The publishes lost with the connection (from index {from}; each failed one is in \
              the audit trail with its index) were not confirmed: they may or may not have \
-             arrived. Check the destination; to be sure none is missing, resume with --skip {from} \
-             instead (those that did arrive will then arrive twice)"
+             arrived. Check the destination; to be sure none is missing, {how} (those that \
+             did arrive will then arrive twice)"
         ));
     }
     text
@@ -698,5 +704,19 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("instead"), "{text}");
+        let text = lost_connection(&t, &w, 130, Some(125));
+        assert!(
+            text.contains("resume with --skip 125 --max 75 instead"),
+            "{text}"
+        );
+        // Lost at the very end: nothing left untried, the lost ones to check.
+        let w = Window {
+            skip: 0,
+            max: None,
+            total: 30,
+        };
+        let text = lost_connection(&t, &w, 30, Some(28));
+        assert!(text.contains("0 were not tried."), "{text}");
+        assert!(text.contains("send them again with --skip 28 ("), "{text}");
     }
 }
