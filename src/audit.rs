@@ -62,6 +62,9 @@ pub struct AuditRecord<'a> {
     pub delay_ms: Option<u64>,
     /// The retry attempt (1 = first retry).
     pub attempt: Option<u32>,
+    /// `dlqd publish`: the message's index in the captures (as the dry run prints it;
+    /// `--skip INDEX` starts there). Not written when None.
+    pub index: Option<u64>,
     pub outcome: AuditOutcome<'a>,
 }
 
@@ -75,6 +78,8 @@ struct Line<'a> {
     target: Option<&'a str>,
     delay_ms: Option<u64>,
     attempt: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<u64>,
     outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     cause: Option<&'a str>,
@@ -97,6 +102,7 @@ pub fn to_line(time: SystemTime, rec: &AuditRecord<'_>) -> String {
         target: rec.target,
         delay_ms: rec.delay_ms,
         attempt: rec.attempt,
+        index: rec.index,
         outcome,
         cause,
         error,
@@ -171,6 +177,7 @@ mod tests {
         target: Some("orders"),
         delay_ms: Some(2000),
         attempt: Some(3),
+        index: None,
         outcome: AuditOutcome::Ok,
     };
 
@@ -196,6 +203,7 @@ mod tests {
             target: Some("billing.errors/eu"),
             delay_ms: None,
             attempt: None,
+            index: None,
             outcome: AuditOutcome::Failed {
                 cause: "returned",
                 error: "312 NO_ROUTE \"quoted\"\nnext",

@@ -71,7 +71,8 @@ pub fn from_line(text: &str, line: u64) -> Result<Message, CaptureError> {
     message_from_json(json).map_err(err)
 }
 
-/// Reads a capture stream message by message, with line numbers; blank lines are skipped.
+/// Reads a capture stream message by message, with line numbers; blank lines are skipped,
+/// and so is a UTF-8 byte-order mark at the start.
 /// Memory is one line at a time.
 pub struct Reader<R> {
     input: R,
@@ -109,10 +110,17 @@ impl<R: BufRead> Reader<R> {
                     return None;
                 }
                 Ok(_) => {
-                    if self.buf.trim().is_empty() {
+                    // A UTF-8 byte-order mark (some editors write one) is not part of
+                    // the first line.
+                    let start = if self.line == 1 && self.buf.starts_with('\u{feff}') {
+                        '\u{feff}'.len_utf8()
+                    } else {
+                        0
+                    };
+                    if self.buf[start..].trim().is_empty() {
                         continue;
                     }
-                    let text = self.buf.trim_end_matches(['\n', '\r']);
+                    let text = self.buf[start..].trim_end_matches(['\n', '\r']);
                     return Some(Ok((text, self.line)));
                 }
                 Err(e) => {

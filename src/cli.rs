@@ -156,7 +156,7 @@ pub struct RunArgs {
     pub limits: LimitArgs,
 }
 
-/// How fast and how many: shared by `run` and `publish`.
+/// How fast and how many, for `run` (`publish` has its own --rate, --skip and --max).
 #[derive(Debug, Args, Clone, Copy)]
 pub struct LimitArgs {
     /// Take messages at most this fast: N/s or N/min (e.g. 200/s, 30/min).
@@ -191,21 +191,38 @@ pub struct PublishArgs {
     #[arg(long)]
     pub to_origin: bool,
     /// Set a header: NAME=VALUE (a string), or NAME:int=5, NAME:bool=true,
-    /// NAME:float=1.5, NAME:str=text. Repeatable. An edited copy carries
+    /// NAME:float=1.5, NAME:str=text (a name with a ':' needs a type: a:b:str=v).
+    /// Repeatable. The broker's headers (x-death, x-first-death-*, x-last-death-*,
+    /// x-delivery-count, x-acquired-count) cannot be set. An edited copy carries
     /// x-dlqd-edited: set=NAMES;unset=NAMES.
     #[arg(long, value_name = "NAME=VALUE")]
     pub set_header: Vec<String>,
-    /// Remove a header. Repeatable.
+    /// Remove a header (the broker's too: --unset-header x-death). Repeatable.
     #[arg(long, value_name = "NAME")]
     pub unset_header: Vec<String>,
     /// Print where each message would go and which edits, and send nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Append every publish to FILE, one JSON line each (as `run --audit`).
+    /// Keep the marks of a past handling as captured (x-dlqd-retries, an earlier
+    /// x-dlqd-edited, x-dlqd-rule, x-dlqd-action, x-delivery-count, x-acquired-count). By default a replay
+    /// is a fresh attempt: they are removed.
+    #[arg(long)]
+    pub keep_marks: bool,
+    /// Append every publish to FILE, one JSON line each (as `run --audit`, with the
+    /// message's index in the captures).
     #[arg(long, value_name = "FILE")]
     pub audit: Option<PathBuf>,
-    #[command(flatten)]
-    pub limits: LimitArgs,
+    /// Publish at most this fast: N/s or N/min (e.g. 200/s, 30/min).
+    #[arg(long, value_name = "N/s|N/min")]
+    pub rate: Option<crate::rate_limit::Rate>,
+    /// Skip the first N messages of the captures (in order: N is the INDEX the dry run
+    /// prints of the first one sent); to resume after a lost connection.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub skip: u64,
+    /// Take at most N messages (after --skip), then stop: `--max 5` is a canary before
+    /// the rest (`--skip 5`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -120,6 +120,7 @@ impl Observer {
             target: ev.target,
             delay_ms: ev.delay_ms,
             attempt: ev.attempt,
+            index: None,
             outcome,
         };
         match audit.record(&rec) {

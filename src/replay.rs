@@ -19,13 +19,47 @@
 //! the order given). The body and the other properties are never changed; like every
 //! copy dlqd publishes, it goes without `user_id` (kept in `x-dlqd-user-id`) and
 //! without dlqd's DLQ and stage marks ([`outgoing::for_publish`]).
+//!
+//! A replay is a fresh attempt: unless `--keep-marks`, the marks of a past handling
+//! ([`PAST_HANDLING_HEADERS`]: dlqd's retry count, an earlier edit record, the rule and
+//! action that forwarded it, the broker's delivery and acquired counts) are removed; where it came
+//! from (`x-dlqd-original-queue`, `x-dlqd-reason`, `x-dlqd-user-id`) and its death
+//! history (`x-death`, `x-first-death-*`, `x-last-death-*`, `x-dlqd-death`) stay.
+//! The broker's headers cannot be set (`--set-header x-death=...`); they can be unset.
 
 use crate::dead_letter::DeadLetter;
+use crate::message::RETRIES_HEADER;
 use crate::message::{FieldTable, Message, Value};
 use crate::outgoing;
 
 /// Header on a copy whose headers `dlqd publish` edited: `set=a,b;unset=c`.
 pub const EDITED_HEADER: &str = "x-dlqd-edited";
+
+/// The broker's count of deliveries (quorum queues).
+pub const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
+/// The broker's count of acquisitions (quorum queues, RabbitMQ 4.3+).
+pub const ACQUIRED_COUNT_HEADER: &str = "x-acquired-count";
+
+/// The marks of a past handling that a replay removes unless `--keep-marks`: with them,
+/// a replayed message that fails again would find its retry budget used up.
+pub const PAST_HANDLING_HEADERS: [&str; 6] = [
+    RETRIES_HEADER,
+    EDITED_HEADER,
+    outgoing::RULE_HEADER,
+    outgoing::ACTION_HEADER,
+    DELIVERY_COUNT_HEADER,
+    ACQUIRED_COUNT_HEADER,
+];
+
+/// Whether the broker owns the header (its death history and delivery count): it can be
+/// unset, not set.
+pub fn is_brokers(name: &str) -> bool {
+    name == "x-death"
+        || name == DELIVERY_COUNT_HEADER
+        || name == ACQUIRED_COUNT_HEADER
+        || name.starts_with("x-first-death-")
+        || name.starts_with("x-last-death-")
+}
 
 /// Where the messages go.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +101,14 @@ pub enum EditError {
     Twice(String),
     #[error("header {EDITED_HEADER} is dlqd's record of the edits; it cannot be edited")]
     Reserved,
+    #[error(
+        "unknown type `{ty}` in --set-header {given:?}: int, bool, float or str; a name with a ':' needs an explicit type, e.g. a:b:str=v"
+    )]
+    UnknownType { given: String, ty: String },
+    #[error(
+        "--set-header {0:?}: the broker writes this header (death history, delivery count); it cannot be set\n  help: --unset-header {0} removes it"
+    )]
+    BrokerOwned(String),
 }
 
 fn check_name(name: &str) -> Result<(), EditError> {
@@ -88,14 +130,14 @@ fn parse_set(given: &str) -> Result<(String, Value), EditError> {
         .ok_or_else(|| EditError::Form(given.into()))?;
     let typed = left
         .rsplit_once(':')
-        .filter(|(_, ty)| matches!(*ty, "int" | "bool" | "float" | "str"));
+        .map(|(name, ty)| (name, ty.to_ascii_lowercase()));
     let bad = |article, ty| EditError::Value {
         given: given.into(),
         value: value.into(),
         article,
         ty,
     };
-    let (name, value) = match typed {
+    let (name, value) = match typed.as_ref().map(|(n, t)| (*n, t.as_str())) {
         None => (left, Value::string(value)),
         Some((name, "int")) => (
             name,
@@ -120,8 +162,18 @@ fn parse_set(given: &str) -> Result<(String, Value), EditError> {
                     .ok_or_else(|| bad("", "finite number"))?,
             ),
         ),
-        Some((name, _)) => (name, Value::string(value)),
+        Some((name, "str")) => (name, Value::string(value)),
+        Some((_, _)) => {
+            let ty = left.rsplit_once(':').map_or("", |(_, t)| t);
+            return Err(EditError::UnknownType {
+                given: given.into(),
+                ty: ty.into(),
+            });
+        }
     };
+    if is_brokers(name) {
+        return Err(EditError::BrokerOwned(name.into()));
+    }
     check_name(name)?;
     Ok((name.to_string(), value))
 }
@@ -188,6 +240,8 @@ impl HeaderEdits {
 pub struct Options {
     pub destination: Destination,
     pub edits: HeaderEdits,
+    /// `--keep-marks`: keep [`PAST_HANDLING_HEADERS`] as captured.
+    pub keep_marks: bool,
 }
 
 /// One publish: to `exchange` with `routing_key`, this message.
@@ -246,6 +300,13 @@ pub fn plan(message: &Message, options: &Options) -> Plan {
         }
     };
     let mut copy = outgoing::for_publish(message);
+    if !options.keep_marks
+        && let Some(h) = copy.properties.headers.as_mut()
+    {
+        for k in PAST_HANDLING_HEADERS {
+            h.remove(k);
+        }
+    }
     options.edits.apply(&mut copy);
     Plan::Send(Box::new(Send {
         exchange,
@@ -296,6 +357,7 @@ mod tests {
         Options {
             destination,
             edits: HeaderEdits::parse(&s(set), &s(unset)).unwrap(),
+            keep_marks: false,
         }
     }
 
@@ -405,7 +467,9 @@ mod tests {
                 "attempts:int=5",
                 "ok:bool=true",
                 "w:float=1.5",
-                "a:b=c",
+                "a:b:str=c",
+                "big:INT=7",
+                "s:Str=x:y",
             ],
             &["trace", "absent"],
         );
@@ -414,13 +478,15 @@ mod tests {
         assert_eq!(m.header("attempts"), Some(&Value::I64(5)));
         assert_eq!(m.header("ok"), Some(&Value::Bool(true)));
         assert_eq!(m.header("w"), Some(&Value::F64(1.5)));
-        // An unknown type is part of the name.
+        // A name with a ':' says its type; types are case-insensitive.
         assert_eq!(m.header("a:b"), Some(&Value::string("c")));
+        assert_eq!(m.header("big"), Some(&Value::I64(7)));
+        assert_eq!(m.header("s"), Some(&Value::string("x:y")));
         assert!(m.header("trace").is_none());
         assert_eq!(
             m.header(EDITED_HEADER),
             Some(&Value::string(
-                "set=tenant,attempts,ok,w,a:b;unset=trace,absent"
+                "set=tenant,attempts,ok,w,a:b,big,s;unset=trace,absent"
             ))
         );
         assert!(m.header("x-death").is_some());
@@ -459,5 +525,101 @@ mod tests {
             err(&["n:int=five"], &[]).to_string(),
             "--set-header \"n:int=five\": \"five\" is not an integer"
         );
+        // An unknown type is an error, not part of the name.
+        assert_eq!(
+            err(&["retries:Int64=5"], &[]),
+            EditError::UnknownType {
+                given: "retries:Int64=5".into(),
+                ty: "Int64".into()
+            }
+        );
+        let e = err(&["n:foo=1"], &[]).to_string();
+        assert!(
+            e.starts_with("unknown type `foo` in --set-header")
+                && e.contains("int, bool, float or str")
+                && e.contains("a:b:str=v"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_brokers_headers_can_be_unset_not_set() {
+        for name in [
+            "x-death",
+            "x-delivery-count",
+            "x-acquired-count",
+            "x-first-death-queue",
+            "x-last-death-reason",
+        ] {
+            let e = HeaderEdits::parse(&[format!("{name}:int=1")], &[]).unwrap_err();
+            assert_eq!(e, EditError::BrokerOwned(name.into()));
+            assert!(e.to_string().contains("help: --unset-header"), "{e}");
+        }
+        let o = options(Destination::Origin, &[], &["x-death", "x-delivery-count"]);
+        let p = send(plan(&dead_letter(), &o));
+        // Where it goes was read from the captured history; the copy has none.
+        assert_eq!(p.routing_key, "orders");
+        assert!(p.message.header("x-death").is_none());
+    }
+
+    /// A captured message that dlqd already handled: retried 5 times, edited, forwarded
+    /// by rule 3, delivered 7 times by a quorum queue.
+    fn handled_before() -> Message {
+        let mut m = dead_letter();
+        let h = m.properties.headers.as_mut().unwrap();
+        h.insert(RETRIES_HEADER.into(), Value::I64(5));
+        h.insert(EDITED_HEADER.into(), Value::string("set=old"));
+        h.insert(DELIVERY_COUNT_HEADER.into(), Value::I64(7));
+        h.insert(ACQUIRED_COUNT_HEADER.into(), Value::I64(8));
+        h.insert(outgoing::RULE_HEADER.into(), Value::I64(3));
+        h.insert(outgoing::ACTION_HEADER.into(), Value::string("forward"));
+        h.insert(
+            outgoing::ORIGINAL_QUEUE_HEADER.into(),
+            Value::string("orders"),
+        );
+        h.insert(outgoing::REASON_HEADER.into(), Value::string("rejected"));
+        h.insert(outgoing::USER_ID_HEADER.into(), Value::string("bob"));
+        m.properties.user_id = None;
+        m
+    }
+
+    #[test]
+    fn a_replay_is_a_fresh_attempt_unless_marks_are_kept() {
+        let fresh = send(plan(
+            &handled_before(),
+            &options(Destination::Origin, &[], &[]),
+        ))
+        .message;
+        for k in PAST_HANDLING_HEADERS {
+            assert!(fresh.header(k).is_none(), "{k} removed");
+        }
+        // Where it came from, and its death history, stay.
+        assert!(fresh.header("x-death").is_some());
+        for k in [
+            outgoing::ORIGINAL_QUEUE_HEADER,
+            outgoing::REASON_HEADER,
+            outgoing::USER_ID_HEADER,
+        ] {
+            assert!(fresh.header(k).is_some(), "{k} kept");
+        }
+        // Edits now: the new record only.
+        let edited = send(plan(
+            &handled_before(),
+            &options(Destination::Origin, &["new=1"], &[]),
+        ))
+        .message;
+        assert_eq!(
+            edited.header(EDITED_HEADER),
+            Some(&Value::string("set=new"))
+        );
+        assert!(edited.header(RETRIES_HEADER).is_none());
+        // --keep-marks: as captured (an edit now replaces the old record).
+        let mut keep = options(Destination::Origin, &[], &[]);
+        keep.keep_marks = true;
+        let kept = send(plan(&handled_before(), &keep)).message;
+        let before = handled_before();
+        for k in PAST_HANDLING_HEADERS {
+            assert_eq!(kept.header(k), before.header(k), "{k} kept");
+        }
     }
 }

@@ -322,3 +322,346 @@ async fn a_bad_capture_sends_nothing() {
     assert_eq!(b.count(&q).await, 0);
     b.cleanup().await;
 }
+
+/// `n` hand-written messages `p000`, `p001`, ... as capture lines.
+fn hand_lines(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!("{{\"properties\":{{\"message_id\":\"p{i:03}\"}},\"body\":\"p{i:03}\"}}\n")
+        })
+        .collect()
+}
+
+/// `dlqd publish - ARGS...` with `input` on stdin (a pipe).
+fn publish_stdin(args: &[&str], input: Vec<u8>) -> Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dlqd"))
+        .arg("publish")
+        .arg("-")
+        .args(args)
+        .env_remove("DLQD_LOG")
+        .env("DLQD_URL", url())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn dlqd");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("dlqd output");
+    writer.join().expect("writer");
+    out
+}
+
+/// Stdin is read and checked whole before the first publish, like a file: 150 good
+/// lines, a broken one, 50 more: nothing sent (exit 1, the line named). A good stream
+/// (starting with a UTF-8 byte-order mark) is sent whole.
+#[tokio::test]
+async fn stdin_with_a_bad_line_sends_nothing() {
+    let mut b = Broker::connect().await;
+    let q = unique("stdin");
+    b.queue(&q, &[]).await;
+    let good = hand_lines(200);
+    let mut lines: Vec<&str> = good.lines().collect();
+    lines.insert(150, "{\"broken");
+    let bad = lines.join("\n") + "\n";
+    let o = publish_stdin(&["--queue", &q], bad.into_bytes());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr_of(&o));
+    assert!(stderr_of(&o).contains("line 151"), "{}", stderr_of(&o));
+    assert_eq!(b.count(&q).await, 0, "nothing sent");
+
+    let mut bom = "\u{feff}".as_bytes().to_vec();
+    bom.extend_from_slice(hand_lines(5).as_bytes());
+    let o = publish_stdin(&["--queue", &q], bom);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert!(stdout_of(&o).contains("5 message(s): 5 sent, 0 failed"));
+    b.wait_count(&q, 5, Duration::from_secs(5)).await;
+    assert_eq!(
+        bodies(&b.drain(&q).await),
+        (0..5).map(|i| format!("p{i:03}")).collect::<Vec<_>>()
+    );
+    b.cleanup().await;
+}
+
+/// A captured message dlqd (and a quorum queue) handled before: by default its replay
+/// is a fresh attempt (retry count, earlier edit record, rule, action and delivery
+/// count gone; the death history and where it came from kept); `--keep-marks` keeps
+/// them as captured.
+#[tokio::test]
+async fn a_replay_is_a_fresh_attempt_unless_marks_are_kept() {
+    let mut b = Broker::connect().await;
+    let q = unique("fresh");
+    b.queue(&q, &[]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cap = dir.path().join("handled.jsonl");
+    std::fs::write(
+        &cap,
+        r#"{"properties":{"message_id":"h1","headers":{"x-dlqd-retries":5,"x-dlqd-edited":"set=old","x-delivery-count":7,"x-acquired-count":8,"x-dlqd-rule":3,"x-dlqd-action":"forward","x-dlqd-original-queue":"orders","x-dlqd-reason":"rejected","x-dlqd-user-id":"bob","x-death":[{"queue":"orders","reason":"rejected","count":1,"exchange":"","routing-keys":["orders"]}]}},"body":"h1"}
+"#,
+    )
+    .unwrap();
+    let capf = cap.to_str().unwrap();
+    let fresh = publish(&[capf, "--queue", &q]);
+    assert!(fresh.status.success(), "{}", stderr_of(&fresh));
+    let kept = publish(&[capf, "--queue", &q, "--keep-marks", "--set-header", "new=1"]);
+    assert!(kept.status.success(), "{}", stderr_of(&kept));
+    b.wait_count(&q, 2, Duration::from_secs(5)).await;
+    let got = b.drain(&q).await;
+    let (fresh, kept) = (&got[0], &got[1]);
+    for k in [
+        "x-dlqd-retries",
+        "x-dlqd-edited",
+        "x-delivery-count",
+        "x-acquired-count",
+        "x-dlqd-rule",
+        "x-dlqd-action",
+    ] {
+        assert!(fresh.header(k).is_none(), "{k} removed");
+    }
+    for g in [fresh, kept] {
+        assert_eq!(g.death_queue().as_deref(), Some("orders"));
+        assert_eq!(
+            g.header_str("x-dlqd-original-queue").as_deref(),
+            Some("orders")
+        );
+        assert_eq!(g.header_str("x-dlqd-reason").as_deref(), Some("rejected"));
+        assert_eq!(g.header_str("x-dlqd-user-id").as_deref(), Some("bob"));
+    }
+    assert_eq!(kept.header_i64("x-dlqd-retries"), Some(5));
+    assert_eq!(kept.header_i64("x-delivery-count"), Some(7));
+    assert_eq!(kept.header_i64("x-acquired-count"), Some(8));
+    assert_eq!(kept.header_i64("x-dlqd-rule"), Some(3));
+    assert_eq!(kept.header_str("x-dlqd-action").as_deref(), Some("forward"));
+    // An edit now replaces the old record.
+    assert_eq!(kept.header_str("x-dlqd-edited").as_deref(), Some("set=new"));
+    b.cleanup().await;
+}
+
+/// `--skip 3 --max 4` over 10: the dry run shows indexes 3 to 6, the publish sends
+/// exactly those, and each audit line carries its index.
+#[tokio::test]
+async fn skip_and_max_take_a_window_and_the_audit_names_each_index() {
+    let mut b = Broker::connect().await;
+    let q = unique("window");
+    b.queue(&q, &[]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cap = dir.path().join("hand.jsonl");
+    std::fs::write(&cap, hand_lines(10)).unwrap();
+    let capf = cap.to_str().unwrap();
+    let dry = publish(&[
+        capf,
+        "--queue",
+        &q,
+        "--skip",
+        "3",
+        "--max",
+        "4",
+        "--dry-run",
+    ]);
+    assert!(dry.status.success(), "{}", stderr_of(&dry));
+    let indexes: Vec<String> = stdout_of(&dry)
+        .lines()
+        .filter(|l| l.contains(&format!("queue {q}")))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    assert_eq!(indexes, ["3", "4", "5", "6"], "{}", stdout_of(&dry));
+    let audit = dir.path().join("audit.jsonl");
+    let o = publish(&[
+        capf,
+        "--queue",
+        &q,
+        "--skip",
+        "3",
+        "--max",
+        "4",
+        "--audit",
+        audit.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert!(stdout_of(&o).contains("4 message(s): 4 sent, 0 failed"));
+    b.wait_count(&q, 4, Duration::from_secs(5)).await;
+    assert_eq!(bodies(&b.drain(&q).await), ["p003", "p004", "p005", "p006"]);
+    let lines = audit_lines(&audit);
+    let idx: Vec<u64> = lines.iter().map(|l| l["index"].as_u64().unwrap()).collect();
+    assert_eq!(idx, [3, 4, 5, 6]);
+    assert_eq!(lines[0]["message_id"], "p003");
+    // Skipping everything sends nothing, and says so.
+    let o = publish(&[capf, "--queue", &q, "--skip", "10"]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert!(stderr_of(&o).contains("skips all 10"), "{}", stderr_of(&o));
+    assert_eq!(b.count(&q).await, 0);
+    b.cleanup().await;
+}
+
+/// The connection cut mid-publish (a proxy between dlqd and the broker): exit 1, and the
+/// error says how many were confirmed, how many were never tried, and the `--skip` to
+/// resume with; resuming from the first publish lost with the connection, every one of
+/// the 300 arrives (some perhaps twice, none missing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_says_how_to_resume() {
+    use std::process::{Command, Stdio};
+    let mut b = Broker::connect().await;
+    let q = unique("resume");
+    b.queue(&q, &[]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cap = dir.path().join("hand.jsonl");
+    std::fs::write(&cap, hand_lines(300)).unwrap();
+    let capf = cap.to_str().unwrap();
+    let hostport = url()
+        .split('@')
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .expect("host:port in the test URL");
+    let upstream = tokio::net::lookup_host(hostport)
+        .await
+        .expect("resolve")
+        .next()
+        .expect("an address");
+    let proxy = Proxy::start(upstream).await;
+    let child = Command::new(env!("CARGO_BIN_EXE_dlqd"))
+        .args(["publish", capf, "--queue", &q, "--rate", "50/s"])
+        .env_remove("DLQD_LOG")
+        .env("DLQD_URL", proxy.url())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn dlqd");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while b.count(&q).await < 30 {
+        assert!(std::time::Instant::now() < deadline, "30 sent within 20s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(proxy.cut() >= 1, "dlqd's connection cut");
+    let o = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("dlqd output");
+    let err = stderr_of(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let at = err.find("were not tried (resume with --skip ").expect(&err);
+    let next: u64 = err[at..]
+        .trim_start_matches("were not tried (resume with --skip ")
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .expect("a number");
+    assert!((30..300).contains(&next), "{err}");
+    // The first publish lost with the connection, if any was.
+    let from = err
+        .split("to be sure none is missing, resume with --skip ")
+        .nth(1)
+        .map(|r| {
+            r.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .unwrap_or(next);
+    assert!(from <= next, "{err}");
+    let resume = publish(&[capf, "--queue", &q, "--skip", &from.to_string()]);
+    assert!(resume.status.success(), "{}", stderr_of(&resume));
+    assert!(
+        stdout_of(&resume).contains(&format!("{} message(s): {} sent", 300 - from, 300 - from)),
+        "{}",
+        stdout_of(&resume)
+    );
+    b.wait_count(&q, 300, Duration::from_secs(10)).await;
+    let got = bodies(&b.drain(&q).await);
+    let distinct: std::collections::BTreeSet<&String> = got.iter().collect();
+    assert_eq!(distinct.len(), 300, "none missing");
+    assert!(
+        got.len() as u64 <= 300 + (next - from),
+        "duplicates only from the lost ones"
+    );
+    b.cleanup().await;
+}
+
+/// Without a broker: bad --set-header types and the broker's headers are refused; an
+/// empty capture says so (exit 0); a dry run shows an empty routing key as `''`.
+#[test]
+fn edits_empty_captures_and_empty_keys_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cap = dir.path().join("one.jsonl");
+    std::fs::write(&cap, hand_lines(1)).unwrap();
+    let capf = cap.to_str().unwrap();
+    let nowhere = "amqp://guest:guest@127.0.0.1:1/%2f";
+    let run = |args: &[&str]| {
+        let mut all = vec!["publish"];
+        all.extend_from_slice(args);
+        dlqd(&all, nowhere, T)
+    };
+    let o = run(&[
+        capf,
+        "--queue",
+        "q",
+        "--set-header",
+        "retries:Int64=5",
+        "--dry-run",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr_of(&o).contains("unknown type `Int64`"),
+        "{}",
+        stderr_of(&o)
+    );
+    let o = run(&[
+        capf,
+        "--queue",
+        "q",
+        "--set-header",
+        "x-death=[]",
+        "--dry-run",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr_of(&o).contains("help: --unset-header"),
+        "{}",
+        stderr_of(&o)
+    );
+    let o = run(&[
+        capf,
+        "--queue",
+        "q",
+        "--unset-header",
+        "x-death",
+        "--dry-run",
+    ]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+
+    let empty = dir.path().join("empty.jsonl");
+    std::fs::write(&empty, "\n").unwrap();
+    let o = run(&[empty.to_str().unwrap(), "--queue", "q"]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert!(stderr_of(&o).contains("no messages"), "{}", stderr_of(&o));
+
+    let o = run(&["-", "-", "--queue", "q", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr_of(&o).contains("more than once"),
+        "{}",
+        stderr_of(&o)
+    );
+
+    let o = run(&[
+        capf,
+        "--exchange",
+        "amq.direct",
+        "--routing-key",
+        "",
+        "--dry-run",
+    ]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert!(
+        stdout_of(&o).contains("exchange amq.direct, key ''"),
+        "{}",
+        stdout_of(&o)
+    );
+}

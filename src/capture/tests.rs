@@ -287,3 +287,21 @@ proptest! {
         prop_assert_eq!(again.len(), 1);
     }
 }
+
+#[test]
+fn a_byte_order_mark_at_the_start_is_skipped() {
+    let text = "\u{feff}{\"body\":\"a\"}\n{\"body\":\"b\"}\n";
+    let got: Vec<Message> = Reader::new(text.as_bytes())
+        .collect::<Result<_, _>>()
+        .expect("a BOM is not an error");
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].body, b"a");
+    // Only at the start: one later is part of the line (and not JSON).
+    let later = "{\"body\":\"a\"}\n\u{feff}{\"body\":\"b\"}\n";
+    let err = Reader::new(later.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap_err();
+    assert_eq!(err.line, 2);
+    // A BOM alone is an empty capture.
+    assert_eq!(Reader::new("\u{feff}\n".as_bytes()).count(), 0);
+}
