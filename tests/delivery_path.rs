@@ -682,3 +682,56 @@ async fn daemon_warns_that_a_dlq_message_ttl_restarts_for_left_messages() {
     stop(&mut d).await;
     bench.cleanup().await;
 }
+
+/// Seen in an operator's trial: delayed retries due before a `--once` run were moved
+/// one ladder step per run (into a step whose mover had already found it empty and
+/// finished), so DELAY(10s) took four runs. A `--once` run delivers every retry due.
+#[tokio::test(flavor = "multi_thread")]
+async fn once_delivers_every_retry_already_due_in_one_run() {
+    let mut bench = Bench::new(&[]).await;
+    let w = Bench::name("w");
+    bench.work_queue(&w, &[]).await;
+    let msgs = ids("due", 5);
+    bench.dead_letter(&w, &msgs, 5).await;
+    let rules = bench.rules(
+        "WAIT(NO)",
+        &[&format!("DESTQ({w}) ACTION(RETRY) RETRY(3) DELAY(3s)")],
+    );
+
+    let mut first = bench.start(&["--rules", &rules, "--once"]);
+    let status = first.wait(Duration::from_secs(30)).await;
+    assert!(status.success(), "first run: {status}\n{}", first.stderr_tail(30));
+    let delays = census::delay_queues(&bench.dlq);
+    let delay_refs: Vec<&str> = delays.iter().map(String::as_str).collect();
+    bench
+        .census(&[&w])
+        .await
+        .assert_exactly_once(&msgs, &delay_refs);
+    assert!(
+        first.stderr().contains(&format!(
+            "5 wait in dlqd.delay.{}.* and 0 in dlqd.left.{}",
+            bench.dlq, bench.dlq
+        )),
+        "{}",
+        first.stderr_tail(20)
+    );
+
+    // Every retry is due after 3 s.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut second = bench.start(&["--rules", &rules, "--once"]);
+    let status = second.wait(Duration::from_secs(30)).await;
+    assert!(status.success(), "second run: {status}\n{}", second.stderr_tail(30));
+    let census = bench.census(&[&w]).await;
+    census.assert_exactly_once(&msgs, &[&w]);
+    for q in &delays {
+        assert_eq!(bench.lab.count(q).await.unwrap_or(0), 0, "{q} is empty");
+    }
+    let err = second.stderr();
+    assert!(
+        err.contains("delayed retries delivered 5")
+            && err.contains(&format!("0 wait in dlqd.delay.{}.*", bench.dlq)),
+        "{}",
+        second.stderr_tail(20)
+    );
+    bench.cleanup().await;
+}
