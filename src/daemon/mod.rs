@@ -94,6 +94,8 @@ const LEFT_ATTEMPTS: u32 = 3;
 const SETUP_DEADLINE: Duration = Duration::from_secs(30);
 /// The longest a delivery too large to copy is held before the channel is recycled.
 const HOLD_TOO_LARGE: Duration = Duration::from_secs(600);
+/// How long the end of a run may spend reading what waits in dlqd's queues.
+const WAITING_DEADLINE: Duration = Duration::from_secs(1);
 /// While messages flow, one INFO line says what was done so far at most this often. An
 /// action done is a DEBUG line (`DLQD_LOG=dlqd=debug`), the audit trail (`--audit`)
 /// records each one: a drain of a million messages would otherwise write a million INFO
@@ -659,18 +661,38 @@ impl Daemon {
             self.stop_tx.send_replace(false);
         }
         if result.is_ok() && (!self.stopping || self.max_reached()) {
-            // WAIT(NO), WAIT(d) or --max ended the run: say what still waits for a later one.
+            // WAIT(NO), WAIT(d) or --max ended the run.
             // The progress bar's "left on the DLQ" as it is now, not 2 s ago.
             if let Ok(n) = session.queue_depth(&self.config.queue).await {
                 self.config.observer.depth(u64::from(n));
             }
-            let mut waiting = 0u64;
-            for q in stage::delay_queues(&self.config.queue) {
-                waiting += u64::from(session.queue_depth(&q).await.unwrap_or(0));
-            }
-            self.summary.waiting = Some(waiting);
+        }
+        if result.is_ok() {
+            // However the run ended (a stop and a retirement too): say what still waits
+            // in dlqd's own queues for this DLQ, which nothing moves until dlqd serves
+            // it again.
+            self.summary.waiting = tokio::time::timeout(WAITING_DEADLINE, self.waiting(session))
+                .await
+                .ok()
+                .flatten();
         }
         result
+    }
+
+    /// The depths of this DLQ's delay and left queues (passive declares; a queue an
+    /// operator deleted holds nothing); `None` when the connection is lost meanwhile.
+    async fn waiting(&self, session: &Session) -> Option<summary::Waiting> {
+        let dlq = &self.config.queue;
+        let (delayed, left) =
+            crate::broker::topology::stage_depths(&session.connection(), dlq).await;
+        if !session.is_connected() {
+            return None;
+        }
+        Some(summary::Waiting {
+            dlq: dlq.clone(),
+            delayed,
+            left,
+        })
     }
 
     async fn join_movers(&mut self, tasks: Vec<tokio::task::JoinHandle<mover::Moved>>) {
