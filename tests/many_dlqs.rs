@@ -784,7 +784,11 @@ async fn a_deleted_dlq_loses_its_depth_series_and_is_named_in_the_log() {
     );
     let series = |queue: &str| format!("dlqd_dlq_depth{{{}}}", q(queue));
     get_until(addr, "/metrics", T, |s, t| {
-        s == 200 && t.contains(&series(&dlq_a)) && t.contains(&series(&dlq_b))
+        s == 200
+            && t.contains(&series(&dlq_a))
+            && t.contains(&series(&dlq_b))
+            && sum(t, "dlqd_dlq_up", &[&q(&dlq_a)]) == 1.0
+            && sum(t, "dlqd_dlq_up", &[&q(&dlq_b)]) == 1.0
     })
     .await;
 
