@@ -3,7 +3,8 @@
 //! `dlqd_dlq_depth{queue}` gauge and the progress bar's "left on the DLQ").
 //!
 //! Kept apart from the consume loops so that a slow or failed depth query never holds
-//! up a message; when the broker is unreachable it simply tries again later. One watch
+//! up a message; when the broker is unreachable it simply tries again later. A DLQ the
+//! broker says is missing (or refused) has no depth series, not its last value. One watch
 //! (one connection) serves every DLQ of a run; the set it reads follows the DLQs started
 //! and retired ([`Watched`]).
 
@@ -52,9 +53,10 @@ pub fn spawn_many(
                     Ok(n) => observer.depth(u64::from(n)),
                     Err(e) => {
                         tracing::debug!(queue = %queue, error = %e, "depth watch: cannot read the DLQ depth");
-                        if !s.is_connected()
-                            && let Some(s) = session.take()
-                        {
+                        if s.is_connected() {
+                            // The broker answers: the DLQ is missing or refused.
+                            observer.depth_unknown();
+                        } else if let Some(s) = session.take() {
                             s.close().await;
                         }
                     }

@@ -9,7 +9,8 @@
 //!   (`retry|forward|discard|leave`).
 //! - `dlqd_action_failures_total{queue,action,cause}`: actions that failed, by cause
 //!   (`returned`, `nacked`, `channel_closed`, `refused`, `archive_io`, ...).
-//! - `dlqd_dlq_depth{queue}`: messages on the DLQ when last seen.
+//! - `dlqd_dlq_depth{queue}`: messages on the DLQ when last seen (no series while the
+//!   DLQ is missing or may not be read).
 //! - `dlqd_retries_total{queue,attempt}`: retries published, by attempt number (1 = first).
 //! - `dlqd_processing_seconds{queue}`: histogram of the time from delivery to
 //!   acknowledgement.
@@ -327,6 +328,12 @@ impl Metrics {
             .depth
             .get_or_create(&self.queue)
             .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// The DLQ's depth cannot be read (the DLQ is missing or refused): no series,
+    /// rather than the last value seen.
+    pub fn depth_unknown(&self) {
+        self.inner.depth.remove(&self.queue);
     }
 
     /// One retry published, the `attempt`-th for that message (1 = first).

@@ -105,6 +105,12 @@ impl Observer {
         self.progress.remaining(n);
     }
 
+    /// The DLQ is missing (or may not be read): its depth is unknown, so
+    /// `dlqd_dlq_depth` has no series for it (not the last value seen).
+    pub fn depth_unknown(&self) {
+        self.metrics.depth_unknown();
+    }
+
     /// The run is over: leave the progress bar's last line.
     pub fn finish(&self) {
         self.progress.finish();

@@ -188,7 +188,25 @@ pub enum Next {
 /// The next step follows from the *scheduled* end of this one (`x-dlqd-stage-until`),
 /// not from the clock: every retry of one delay takes the same steps whatever a mover's
 /// lateness, so retries parked in order arrive in order, and lateness does not add up.
+///
+/// A message whose next step would already be over at `now_ms` (a mover late by more
+/// than that step, e.g. a `--once` run long after the retry was parked) goes on down
+/// the ladder at once: it is never parked in a lower step that is already due (under
+/// `--once` that step's mover may have finished, and the retry would wait for a later
+/// run although it is due now).
 pub fn next_hop(dlq: &str, message: &Message, now_ms: u64) -> Next {
+    let mut next = one_hop(dlq, message, now_ms);
+    while let Next::Step(p) = &next {
+        match ms(&p.message, STAGE_UNTIL_HEADER) {
+            Some(until) if until <= now_ms => next = one_hop(dlq, &p.message, now_ms),
+            _ => break,
+        }
+    }
+    next
+}
+
+/// One hop of [`next_hop`]: the step (or target) right after this stage.
+fn one_hop(dlq: &str, message: &Message, now_ms: u64) -> Next {
     let target = message.header(TARGET_HEADER).and_then(Value::as_text);
     let due = ms(message, DUE_HEADER);
     let scheduled = ms(message, STAGE_UNTIL_HEADER)
@@ -365,6 +383,31 @@ mod tests {
         assert_eq!(a, vec!["dlqd.delay.d.200ms", "dlqd.delay.d.100ms"]);
         assert_eq!(route(1_001, 7), a);
         assert_eq!(route(1_002, 3), a);
+    }
+
+    /// Seen in an operator's trial: a `--once` run 15 s after DELAY(10s) moved the
+    /// retries one step down (into a step whose mover had already finished) and each
+    /// later run one more. A retry whose wait is over goes to its target in one hop.
+    #[test]
+    fn an_overdue_retry_goes_straight_to_its_target() {
+        let p = park_retry("d", &msg(), "t", Duration::from_secs(10), 1_000).unwrap();
+        assert_eq!(p.queue, "dlqd.delay.d.6400ms");
+        match next_hop("d", &p.message, 1_000 + 15_000) {
+            Next::Target { queue, message } => {
+                assert_eq!(queue, "t");
+                assert!(message.header(STAGE_UNTIL_HEADER).is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        // Partly overdue: it skips the steps already over and waits in the first one
+        // that is not.
+        match next_hop("d", &p.message, 1_000 + 9_900) {
+            Next::Step(next) => {
+                assert_eq!(next.queue, "dlqd.delay.d.400ms");
+                assert_eq!(ready_at(&next.message, Duration::from_secs(1)), 11_000);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -663,22 +663,231 @@ async fn once_discards_what_a_stopped_daemon_left() {
 }
 
 /// dlqd cannot read a DLQ's `x-message-ttl` over AMQP, and a left message's age starts
-/// again each time it comes back: it says so at start.
+/// again each time it comes back: it says so, once per process (an INFO line), not a
+/// WARN per DLQ at every start whether or not the DLQ has a TTL.
 #[tokio::test(flavor = "multi_thread")]
-async fn daemon_warns_that_a_dlq_message_ttl_restarts_for_left_messages() {
-    let bench = Bench::new(&[]).await;
-    let rules = bench.rules("RETRYINT(60s)", &["ACTION(IGNORE)"]);
+async fn daemon_says_once_that_a_dlq_message_ttl_restarts_for_left_messages() {
+    let mut bench = Bench::new(&[]).await;
+    let other = broker::unique("dlqd-dp.other");
+    bench.lab.queue(&other, &[]).await;
+    census::adopt_own(&mut bench.lab, &other, &[]);
+    let dir = bench.dir.path().join("rules.d");
+    std::fs::create_dir(&dir).expect("mkdir");
+    for (file, dlq) in [("a.rules", &bench.dlq), ("b.rules", &other)] {
+        let text = format!("INPUTQ({dlq}) RETRYINT(60s)\nACTION(IGNORE)\n");
+        std::fs::write(dir.join(file), text).expect("write");
+    }
+    let mut d = bench.start(&["--rules", &dir.display().to_string()]);
+    let deadline = Deadline::after(20);
+    while d.stderr().matches(": connected ").count() < 2 {
+        deadline.tick(|| d.stderr_tail(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop(&mut d).await;
+    let err = d.stderr();
+    let said: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("x-message-ttl"))
+        .collect();
+    assert_eq!(said.len(), 1, "once per process:\n{}", d.stderr_tail(30));
+    assert!(said[0].contains(" INFO "), "an INFO line: {}", said[0]);
+    bench.cleanup().await;
+}
+
+/// Seen in an operator's trial: delayed retries due before a `--once` run were moved
+/// one ladder step per run (into a step whose mover had already found it empty and
+/// finished), so DELAY(10s) took four runs. A `--once` run delivers every retry due.
+#[tokio::test(flavor = "multi_thread")]
+async fn once_delivers_every_retry_already_due_in_one_run() {
+    let mut bench = Bench::new(&[]).await;
+    let w = Bench::name("w");
+    bench.work_queue(&w, &[]).await;
+    let msgs = ids("due", 5);
+    bench.dead_letter(&w, &msgs, 5).await;
+    let rules = bench.rules(
+        "WAIT(NO)",
+        &[&format!("DESTQ({w}) ACTION(RETRY) RETRY(3) DELAY(3s)")],
+    );
+
+    let mut first = bench.start(&["--rules", &rules, "--once"]);
+    let status = first.wait(Duration::from_secs(30)).await;
+    assert!(
+        status.success(),
+        "first run: {status}\n{}",
+        first.stderr_tail(30)
+    );
+    let delays = census::delay_queues(&bench.dlq);
+    let delay_refs: Vec<&str> = delays.iter().map(String::as_str).collect();
+    bench
+        .census(&[&w])
+        .await
+        .assert_exactly_once(&msgs, &delay_refs);
+    assert!(
+        first.stderr().contains(&format!(
+            "5 wait in dlqd.delay.{}.* and 0 in dlqd.left.{}",
+            bench.dlq, bench.dlq
+        )),
+        "{}",
+        first.stderr_tail(20)
+    );
+
+    // Every retry is due after 3 s.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut second = bench.start(&["--rules", &rules, "--once"]);
+    let status = second.wait(Duration::from_secs(30)).await;
+    assert!(
+        status.success(),
+        "second run: {status}\n{}",
+        second.stderr_tail(30)
+    );
+    let census = bench.census(&[&w]).await;
+    census.assert_exactly_once(&msgs, &[&w]);
+    for q in &delays {
+        assert_eq!(bench.lab.count(q).await.unwrap_or(0), 0, "{q} is empty");
+    }
+    let err = second.stderr();
+    assert!(
+        err.contains("delayed retries delivered 5")
+            && err.contains(&format!("0 wait in dlqd.delay.{}.*", bench.dlq)),
+        "{}",
+        second.stderr_tail(20)
+    );
+    bench.cleanup().await;
+}
+
+/// Seen in an operator's trial: a stopped daemon's left messages and delayed retries
+/// wait in dlqd's queues (rightly), but nothing said so and `dlqd inspect --queue D`
+/// printed `0 messages`. The run summary and inspect now say what waits there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_daemon_and_inspect_say_what_waits_in_dlqds_queues() {
+    let mut bench = Bench::new(&[]).await;
+    let wr = Bench::name("wr");
+    let wl = Bench::name("wl");
+    bench.work_queue(&wr, &[]).await;
+    bench.work_queue(&wl, &[]).await;
+    let retried = ids("later", 2);
+    let left = ids("left", 3);
+    bench.dead_letter(&wr, &retried, 2).await;
+    bench.dead_letter(&wl, &left, 5).await;
+    let rules = bench.rules(
+        "RETRYINT(60s)",
+        &[
+            &format!("DESTQ({wr}) ACTION(RETRY) RETRY(1) DELAY(60s)"),
+            "ACTION(IGNORE)",
+        ],
+    );
     let mut d = bench.daemon(&rules);
-    let deadline = Deadline::after(10);
-    let warned = |s: &str| {
-        s.lines()
-            .any(|l| l.contains("x-message-ttl") && l.to_lowercase().contains("warn"))
-    };
-    while !warned(&d.stderr()) {
-        deadline
-            .tick(|| format!("no warning naming x-message-ttl:\n{}", d.stderr_tail(20)))
-            .await;
+    assert!(
+        settle_empty(&mut bench.lab, &bench.dlq, 20).await,
+        "D drained"
+    );
+    // The movers hold what they took (unacknowledged): the log says what was done.
+    let deadline = Deadline::after(20);
+    while done(&d, "leave") < 3 || done(&d, "retry") < 2 {
+        deadline.tick(|| d.stderr_tail(20)).await;
     }
     stop(&mut d).await;
+    let all: Vec<String> = retried.iter().chain(&left).cloned().collect();
+    let census = bench.census(&[&wr, &wl]).await;
+    census.assert_exactly_once(&left, &[&bench.left]);
+    let delays = census::delay_queues(&bench.dlq);
+    let delay_refs: Vec<&str> = delays.iter().map(String::as_str).collect();
+    census.assert_exactly_once(&retried, &delay_refs);
+    let expected = format!(
+        "2 wait in dlqd.delay.{0}.* and 3 in dlqd.left.{0}; they move on when dlqd serves {0} again",
+        bench.dlq
+    );
+    assert!(d.stderr().contains(&expected), "{}", d.stderr_tail(20));
+
+    // inspect: the DLQ is empty, and says what waits for it; twice the same --queue is one.
+    for args in [
+        vec!["inspect", "--queue", bench.dlq.as_str()],
+        vec![
+            "inspect",
+            "--queue",
+            bench.dlq.as_str(),
+            "--queue",
+            bench.dlq.as_str(),
+        ],
+    ] {
+        let out = dlqd::dlqd(&args, url(), Duration::from_secs(30));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{args:?}: {}", dlqd::stderr_of(&out));
+        assert!(stdout.contains("0 messages"), "{args:?}: {stdout}");
+        assert!(
+            stdout
+                .contains("also waiting in dlqd's queues for this DLQ: 2 delayed retries, 3 left"),
+            "{args:?}: {stdout}"
+        );
+    }
+    // Nothing moved or was lost by looking.
+    bench
+        .census(&[&wr, &wl])
+        .await
+        .assert_exactly_once(&all, &[&[bench.left.as_str()][..], &delay_refs].concat());
     bench.cleanup().await;
+}
+
+/// Seen in an operator's trial: a DLQ retired by SIGHUP left its delayed retries in
+/// dlqd's delay queues with nothing in the log saying so. The retire line says it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dlq_retired_by_sighup_says_what_waits_in_its_delay_queues() {
+    let mut bench = Bench::new(&[]).await;
+    let other = broker::unique("dlqd-dp.other");
+    bench.lab.queue(&other, &[]).await;
+    census::adopt_own(&mut bench.lab, &other, &[]);
+    let w = Bench::name("w");
+    bench.work_queue(&w, &[]).await;
+    let msgs = ids("stranded", 4);
+    bench.dead_letter(&w, &msgs, 4).await;
+
+    let dir = bench.dir.path().join("rules.d");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let mine = dir.join("mine.rules");
+    std::fs::write(
+        &mine,
+        format!(
+            "INPUTQ({})\nDESTQ({w}) ACTION(RETRY) RETRY(1) DELAY(60s)\n",
+            bench.dlq
+        ),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("other.rules"),
+        format!("INPUTQ({other})\nACTION(DISCARD)\n"),
+    )
+    .expect("write");
+    let mut d = bench.start(&["--rules", &dir.display().to_string()]);
+    assert!(
+        settle_empty(&mut bench.lab, &bench.dlq, 20).await,
+        "D drained"
+    );
+    let delays = census::delay_queues(&bench.dlq);
+    let delay_refs: Vec<&str> = delays.iter().map(String::as_str).collect();
+    let deadline = Deadline::after(20);
+    while done(&d, "retry") < msgs.len() {
+        deadline.tick(|| d.stderr_tail(20)).await;
+    }
+
+    std::fs::remove_file(&mine).expect("rm");
+    d.signal("HUP");
+    let expected = format!(
+        "retired; 4 wait in dlqd.delay.{0}.* and 0 in dlqd.left.{0}; they move on when dlqd serves {0} again",
+        bench.dlq
+    );
+    let deadline = Deadline::after(20);
+    while !d.stderr().contains(&expected) {
+        deadline.tick(|| d.stderr_tail(20)).await;
+    }
+    stop(&mut d).await;
+    bench
+        .census(&[&w])
+        .await
+        .assert_exactly_once(&msgs, &delay_refs);
+    bench.cleanup().await;
+}
+
+/// How many `ACTION` actions the daemon's log says it did.
+fn done(d: &Dlqd, action: &str) -> usize {
+    d.stderr().matches(&format!("action=\"{action}\"")).count()
 }

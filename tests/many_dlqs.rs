@@ -189,7 +189,7 @@ async fn three_dlqs_one_missing_the_others_drain_and_sighup_adds_retires_and_rel
     assert_eq!(b.count(&dlq_a).await, 0);
     assert_eq!(b.count(&dlq_b).await, 0);
     assert!(d.running(), "{}", d.stderr_tail(30));
-    wait_log(&d, "cannot consume the DLQ").await;
+    wait_log(&d, "does not exist (or may not be read); will retry in").await;
     let (_, text) = get_until(addr, "/metrics", T, |s, t| {
         s == 200
             && sum(
@@ -748,5 +748,78 @@ async fn max_applies_to_each_dlq() {
     assert_eq!(all_b, expected("b", N));
     assert_eq!(left_a.len() + got_a.len(), N);
     assert_eq!(left_b.len() + got_b.len(), N);
+    b.cleanup().await;
+}
+
+/// Seen in an operator's trial: `dlqd_dlq_depth` kept its last value for a DLQ that had
+/// been deleted, and the log said "broker unavailable" (with a new connection each
+/// time) when only the queue was gone. Now the series goes, the log names the DLQ, and
+/// the other DLQ is served on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_dlq_loses_its_depth_series_and_is_named_in_the_log() {
+    let mut b = Broker::connect().await;
+    let (dlq_a, dlq_b, to_a, to_b) = (
+        unique("many-gone-a-dlq"),
+        unique("many-gone-b-dlq"),
+        unique("many-gone-a-to"),
+        unique("many-gone-b-to"),
+    );
+    for q in [&dlq_a, &dlq_b, &to_a, &to_b] {
+        b.queue(q, &[]).await;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules.d");
+    std::fs::create_dir(&rules).expect("mkdir");
+    forward_rules(&rules, "a.rules", &dlq_a, &to_a);
+    forward_rules(&rules, "b.rules", &dlq_b, &to_b);
+    let addr = free_addr();
+    let mut d = start_dlqd(
+        dir.path(),
+        &[
+            "--rules",
+            rules.to_str().expect("utf-8"),
+            "--metrics-addr",
+            &addr.to_string(),
+        ],
+    );
+    let series = |queue: &str| format!("dlqd_dlq_depth{{{}}}", q(queue));
+    get_until(addr, "/metrics", T, |s, t| {
+        s == 200
+            && t.contains(&series(&dlq_a))
+            && t.contains(&series(&dlq_b))
+            && sum(t, "dlqd_dlq_up", &[&q(&dlq_a)]) == 1.0
+            && sum(t, "dlqd_dlq_up", &[&q(&dlq_b)]) == 1.0
+    })
+    .await;
+
+    let ch = b.conn.create_channel().await.expect("channel");
+    ch.queue_delete(dlq_a.as_str().into(), Default::default())
+        .await
+        .expect("delete the DLQ");
+    let (_, text) = get_until(addr, "/metrics", T, |s, t| {
+        s == 200 && !t.contains(&series(&dlq_a)) && sum(t, "dlqd_dlq_up", &[&q(&dlq_a)]) == 0.0
+    })
+    .await;
+    assert!(text.contains(&series(&dlq_b)), "{text}");
+    assert_eq!(sum(&text, "dlqd_dlq_up", &[&q(&dlq_b)]), 1.0, "{text}");
+    wait_log(
+        &d,
+        &format!("the DLQ {dlq_a} does not exist (or may not be read); will retry in"),
+    )
+    .await;
+    // B is still served: what arrives on it is forwarded.
+    b.publish_all(&dlq_b, &batch("gone-b", 5)).await;
+    b.wait_count(&to_b, 5, T).await;
+    let got = ids(&b.drain(&to_b).await);
+    assert_eq!(got, expected("gone-b", 5));
+    assert!(
+        !d.stderr().contains("broker unavailable"),
+        "{}",
+        d.stderr_tail(30)
+    );
+
+    d.signal("TERM");
+    let status = d.wait(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit {status:?}:\n{}", d.stderr_tail(40));
     b.cleanup().await;
 }

@@ -164,6 +164,22 @@ pub async fn queue_depth(conn: &Connection, queue: &str) -> Result<u32, ActionFa
         .map_err(|e| refused(&format!("queue '{queue}'"), &e))
 }
 
+/// How many messages wait in dlqd's own queues for the DLQ `dlq`: (delay queues, left
+/// queue). Passive declares; a queue that does not exist (or cannot be read) holds
+/// nothing.
+pub async fn stage_depths(conn: &Connection, dlq: &str) -> (u64, u64) {
+    let mut delayed = 0u64;
+    for q in crate::stage::delay_queues(dlq) {
+        delayed += u64::from(queue_depth(conn, &q).await.unwrap_or(0));
+    }
+    let left = u64::from(
+        queue_depth(conn, &crate::stage::left_queue(dlq))
+            .await
+            .unwrap_or(0),
+    );
+    (delayed, left)
+}
+
 /// Delete a queue (for tools and tests); its message count.
 pub async fn delete_queue(conn: &Connection, queue: &str) -> Result<u32, BrokerError> {
     let channel = conn

@@ -17,6 +17,10 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // `--queue X --queue X` is one queue.
+    let mut args = args;
+    let mut seen = std::collections::HashSet::new();
+    args.queue.retain(|q| seen.insert(q.clone()));
     if let [queue] = args.queue.as_slice() {
         return one(&rt, &args, queue);
     }
@@ -50,6 +54,15 @@ fn one(rt: &tokio::runtime::Runtime, args: &InspectArgs, queue: &str) -> anyhow:
         writeln!(out)?;
     }
     write!(out, "{}", summary.render(queue, SystemTime::now()))?;
+    if !crate::stage::is_own_queue(queue) {
+        let (delayed, left) = rt.block_on(stage_depths(&args.broker.urls, queue));
+        if delayed + left > 0 {
+            writeln!(
+                out,
+                "also waiting in dlqd's queues for this DLQ: {delayed} delayed retries, {left} left"
+            )?;
+        }
+    }
     out.flush()?;
     tracing::debug!(queue = %queue, messages = browsed.visited, "inspected");
     crate::commands::report_put_back(queue, &browsed);
@@ -84,4 +97,20 @@ fn many(rt: &tokio::runtime::Runtime, args: &InspectArgs) -> anyhow::Result<Exit
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What waits in dlqd's delay and left queues of `dlq` (depths only; nothing when the
+/// broker cannot be reached again: the summary above stands on its own).
+async fn stage_depths(urls: &[String], dlq: &str) -> (u64, u64) {
+    match crate::broker::connect::connect_any(urls, 0).await {
+        Ok((conn, _)) => {
+            let depths = crate::broker::topology::stage_depths(&conn, dlq).await;
+            let _ = conn.close(200, "bye".into()).await;
+            depths
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read dlqd's queues for this DLQ");
+            (0, 0)
+        }
+    }
 }

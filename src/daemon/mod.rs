@@ -94,6 +94,8 @@ const LEFT_ATTEMPTS: u32 = 3;
 const SETUP_DEADLINE: Duration = Duration::from_secs(30);
 /// The longest a delivery too large to copy is held before the channel is recycled.
 const HOLD_TOO_LARGE: Duration = Duration::from_secs(600);
+/// How long the end of a run may spend reading what waits in dlqd's queues.
+const WAITING_DEADLINE: Duration = Duration::from_secs(1);
 /// While messages flow, one INFO line says what was done so far at most this often. An
 /// action done is a DEBUG line (`DLQD_LOG=dlqd=debug`), the audit trail (`--audit`)
 /// records each one: a drain of a million messages would otherwise write a million INFO
@@ -339,27 +341,65 @@ struct Pass {
     held_since: Option<Instant>,
 }
 
+/// What [`Daemon::run`]'s tries at a session carry from one to the next.
+struct Tries {
+    backoff: Backoff,
+    /// A DLQ missing at start is a mistake (exit 1); one deleted while dlqd runs is
+    /// waited for (an application redeploy declares it again).
+    had_dlq: bool,
+    /// The address to try first: after a lost session, the next node.
+    next_url: usize,
+    /// Since when no session has been had (reset by every session that reached the DLQ).
+    unavailable: Instant,
+    /// A session kept while only the DLQ is missing: the broker answers, so the DLQ is
+    /// looked for again on the same connection, not a new one each time.
+    kept: Option<Session>,
+}
+
+/// dlqd cannot read a queue's arguments over AMQP, so it cannot tell whether a DLQ has
+/// a TTL: one INFO line per process says what that means, not a WARN per DLQ at every
+/// start and reload whether or not the DLQ has one (that trained operators to ignore
+/// dlqd's warnings).
+fn say_retention_once() {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        info!(
+            "dlqd cannot read a queue's arguments over AMQP: if a DLQ has x-message-ttl or x-expires \
+             (or a policy setting them), a message dlqd leaves waits RETRYINT in the left queue \
+             dlqd.left.<DLQ> and its age on the DLQ starts again each time it comes back; give the \
+             left queue the same policy"
+        );
+    });
+}
+
 impl Daemon {
     fn once(&self) -> bool {
         self.wait == Wait::No
     }
 
     async fn run(&mut self) -> Result<(), DaemonError> {
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
-        let mut warned_retention = false;
-        // A DLQ missing at start is a mistake (exit 1); one deleted while dlqd runs is
-        // waited for (an application redeploy declares it again).
-        let mut had_dlq = false;
-        // The address to try first: after a lost session, the next node.
-        let mut next_url = 0;
-        // Since when no session has been had (reset by every session that reached the DLQ).
-        let mut unavailable = Instant::now();
+        let mut t = Tries {
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
+            had_dlq: false,
+            next_url: 0,
+            unavailable: Instant::now(),
+            kept: None,
+        };
         loop {
             if self.stopping {
+                if let Some(s) = t.kept.take() {
+                    s.close().await;
+                }
                 return Ok(());
             }
+            if let Some(session) = t.kept.take() {
+                if self.serve(session, &mut t).await? {
+                    return Ok(());
+                }
+                continue;
+            }
             let opened = tokio::select! {
-                s = tokio::time::timeout(SETUP_DEADLINE, Session::open(&self.config.urls, next_url)) => Some(
+                s = tokio::time::timeout(SETUP_DEADLINE, Session::open(&self.config.urls, t.next_url)) => Some(
                     s.unwrap_or_else(|_| Err(setup_timed_out()))
                 ),
                 c = self.control.recv() => { self.on_control(c); None }
@@ -370,74 +410,100 @@ impl Daemon {
                 Err(e) if e.is_fatal() => return Err(e.into()),
                 Err(e) => {
                     self.config.observer.state(DlqState::Disconnected);
-                    self.give_up_after(unavailable, e)?;
-                    self.pause(backoff.next_delay()).await;
+                    self.give_up_after(t.unavailable, e)?;
+                    self.pause(t.backoff.next_delay()).await;
                     continue;
                 }
             };
             session.set_stage_kind(self.config.stage_kind);
             let url = &self.config.urls[session.url_index()];
             info!(queue = %self.config.queue, url = %crate::broker::redact(url), "connected");
-            if !warned_retention && !self.once() {
-                warned_retention = true;
-                warn!(queue = %self.config.queue, left_queue = %stage::left_queue(&self.config.queue),
-                    "dlqd cannot read a queue's arguments over AMQP: if the DLQ has x-message-ttl or x-expires \
-                     (or a policy setting them), a message dlqd leaves waits RETRYINT in the left queue and its \
-                     age on the DLQ starts again each time it comes back; give the left queue the same policy");
+            if !self.once() {
+                say_retention_once();
             }
-            let mut reached_dlq = false;
-            let ended = self
-                .run_session(&mut session, &mut backoff, &mut reached_dlq)
-                .await;
-            if reached_dlq {
-                had_dlq = true;
-                unavailable = Instant::now();
-            }
-            match ended {
-                Ok(()) => {
-                    self.config.observer.state(DlqState::Disconnected);
-                    session.close().await;
-                    return Ok(());
-                }
-                Err(e) if had_dlq && e.is_not_found() => {
-                    warn!(queue = %self.config.queue, error = %e,
-                        "the DLQ is gone; waiting for it to be declared again");
-                    self.dlq_unavailable(&e);
-                    session.close().await;
-                    self.give_up_after(unavailable, e)?;
-                    self.pause(backoff.next_delay()).await;
-                }
-                Err(e) if self.waits_for_dlq(&e) => {
-                    error!(queue = %self.config.queue, error = %e,
-                        "cannot consume the DLQ (missing or refused); trying again (dlqd's other DLQs go on)");
-                    self.dlq_unavailable(&e);
-                    session.close().await;
-                    self.deadline_passed(unavailable, e)?;
-                    self.pause(backoff.next_delay()).await;
-                }
-                Err(e) if e.is_fatal() => {
-                    self.config.observer.state(DlqState::Disconnected);
-                    session.close().await;
-                    return Err(e.into());
-                }
-                Err(e @ BrokerError::Unreadable { .. }) if self.once() => {
-                    // The same message comes first again on every session: a one-shot
-                    // run ends, saying what it found.
-                    self.config.observer.state(DlqState::Disconnected);
-                    session.close().await;
-                    return Err(e.into());
-                }
-                Err(e) => {
-                    self.config.observer.state(DlqState::Disconnected);
-                    warn!(error = %e, "session lost; reconnecting");
-                    // The node may be the trouble: start with the next address.
-                    next_url = (session.url_index() + 1) % self.config.urls.len().max(1);
-                    session.close().await;
-                    self.give_up_after(unavailable, e)?;
-                    self.pause(backoff.next_delay()).await;
-                }
+            if self.serve(session, &mut t).await? {
+                return Ok(());
             }
         }
+    }
+
+    /// One session's run and what its end means: `true` when the run is over, else
+    /// another try (`t.kept` set when the same session is to be used again).
+    async fn serve(&mut self, mut session: Session, t: &mut Tries) -> Result<bool, DaemonError> {
+        let mut reached_dlq = false;
+        let ended = self
+            .run_session(&mut session, &mut t.backoff, &mut reached_dlq)
+            .await;
+        if reached_dlq {
+            t.had_dlq = true;
+            t.unavailable = Instant::now();
+        }
+        let ended = match ended {
+            // The broker cancelled the consumer: if only the DLQ was deleted, the
+            // connection is fine and the DLQ is waited for on it.
+            Err(e) if t.had_dlq && !e.is_not_found() && session.is_connected() => {
+                match session.queue_depth(&self.config.queue).await {
+                    Err(f) if session.is_connected() => {
+                        let gone = BrokerError::from_failure(
+                            format!("cannot consume queue '{}'", self.config.queue),
+                            f,
+                        );
+                        Err(if gone.is_not_found() { gone } else { e })
+                    }
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        };
+        match ended {
+            Ok(()) => {
+                self.config.observer.state(DlqState::Disconnected);
+                session.close().await;
+                return Ok(true);
+            }
+            Err(e) if (t.had_dlq && e.is_not_found()) || self.waits_for_dlq(&e) => {
+                // The broker answers; only the DLQ is missing (deleted, or not declared
+                // yet) or refused: looked for again on this connection.
+                let delay = t.backoff.next_delay();
+                error!(queue = %self.config.queue, error = %e, retry_in = ?delay,
+                    "the DLQ {} does not exist (or may not be read); will retry in {}s \
+                     (dlqd's other DLQs go on)",
+                    self.config.queue, delay.as_secs_f64().ceil());
+                self.dlq_unavailable(&e);
+                if let Err(gave_up) = self.deadline_passed(t.unavailable, e) {
+                    session.close().await;
+                    return Err(gave_up);
+                }
+                self.pause(delay).await;
+                if session.is_connected() && !self.stopping {
+                    t.kept = Some(session);
+                } else {
+                    session.close().await;
+                }
+            }
+            Err(e) if e.is_fatal() => {
+                self.config.observer.state(DlqState::Disconnected);
+                session.close().await;
+                return Err(e.into());
+            }
+            Err(e @ BrokerError::Unreadable { .. }) if self.once() => {
+                // The same message comes first again on every session: a one-shot
+                // run ends, saying what it found.
+                self.config.observer.state(DlqState::Disconnected);
+                session.close().await;
+                return Err(e.into());
+            }
+            Err(e) => {
+                self.config.observer.state(DlqState::Disconnected);
+                warn!(error = %e, "session lost; reconnecting");
+                // The node may be the trouble: start with the next address.
+                t.next_url = (session.url_index() + 1) % self.config.urls.len().max(1);
+                session.close().await;
+                self.give_up_after(t.unavailable, e)?;
+                self.pause(t.backoff.next_delay()).await;
+            }
+        }
+        Ok(false)
     }
 
     /// Whether a session that ended with `e` waits for the DLQ (see
@@ -659,18 +725,38 @@ impl Daemon {
             self.stop_tx.send_replace(false);
         }
         if result.is_ok() && (!self.stopping || self.max_reached()) {
-            // WAIT(NO), WAIT(d) or --max ended the run: say what still waits for a later one.
+            // WAIT(NO), WAIT(d) or --max ended the run.
             // The progress bar's "left on the DLQ" as it is now, not 2 s ago.
             if let Ok(n) = session.queue_depth(&self.config.queue).await {
                 self.config.observer.depth(u64::from(n));
             }
-            let mut waiting = 0u64;
-            for q in stage::delay_queues(&self.config.queue) {
-                waiting += u64::from(session.queue_depth(&q).await.unwrap_or(0));
-            }
-            self.summary.waiting = Some(waiting);
+        }
+        if result.is_ok() {
+            // However the run ended (a stop and a retirement too): say what still waits
+            // in dlqd's own queues for this DLQ, which nothing moves until dlqd serves
+            // it again.
+            self.summary.waiting = tokio::time::timeout(WAITING_DEADLINE, self.waiting(session))
+                .await
+                .ok()
+                .flatten();
         }
         result
+    }
+
+    /// The depths of this DLQ's delay and left queues (passive declares; a queue an
+    /// operator deleted holds nothing); `None` when the connection is lost meanwhile.
+    async fn waiting(&self, session: &Session) -> Option<summary::Waiting> {
+        let dlq = &self.config.queue;
+        let (delayed, left) =
+            crate::broker::topology::stage_depths(&session.connection(), dlq).await;
+        if !session.is_connected() {
+            return None;
+        }
+        Some(summary::Waiting {
+            dlq: dlq.clone(),
+            delayed,
+            left,
+        })
     }
 
     async fn join_movers(&mut self, tasks: Vec<tokio::task::JoinHandle<mover::Moved>>) {

@@ -18,10 +18,45 @@ pub struct Summary {
     pub delivered: u64,
     /// Delayed retries their target refused at the end of the delay.
     pub refused: u64,
-    /// Messages waiting in dlqd's delay queues when the run ended (`--once`).
-    pub waiting: Option<u64>,
+    /// What waits in dlqd's own queues for this DLQ when the run ended (read at the
+    /// end; `None` when they could not be read, e.g. the connection was lost).
+    pub waiting: Option<Waiting>,
     /// `--max` stopped the run after this many deliveries taken from the DLQ.
     pub stopped_at_max: Option<u64>,
+}
+
+/// What waits in dlqd's delay and left queues of one DLQ (depths read at the end).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Waiting {
+    pub dlq: String,
+    /// In `dlqd.delay.<DLQ>.*`.
+    pub delayed: u64,
+    /// In `dlqd.left.<DLQ>`.
+    pub left: u64,
+}
+
+impl Waiting {
+    pub fn total(&self) -> u64 {
+        self.delayed + self.left
+    }
+}
+
+impl fmt::Display for Waiting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &self.dlq;
+        write!(
+            f,
+            "{} wait in {}{d}.* and {} in {}{d}",
+            self.delayed,
+            crate::stage::DELAY_QUEUE_PREFIX,
+            self.left,
+            crate::stage::LEFT_QUEUE_PREFIX
+        )?;
+        if self.total() > 0 {
+            write!(f, "; they move on when dlqd serves {d} again")?;
+        }
+        Ok(())
+    }
 }
 
 impl Summary {
@@ -83,8 +118,8 @@ impl fmt::Display for Summary {
             "; delayed retries delivered {}, refused by their target {}",
             self.delivered, self.refused
         )?;
-        if let Some(n) = self.waiting {
-            write!(f, "; {n} wait in dlqd's delay queues for a later run")?;
+        if let Some(w) = &self.waiting {
+            write!(f, "; {w}")?;
         }
         if let Some(n) = self.stopped_at_max {
             write!(f, "; stopped at --max after {n} taken from the DLQ")?;
@@ -105,11 +140,24 @@ mod tests {
         s.done("leave");
         s.failed("retry", "returned");
         s.refused = 1;
-        s.waiting = Some(3);
+        s.waiting = Some(Waiting {
+            dlq: "d.q".into(),
+            delayed: 3,
+            left: 2,
+        });
         assert_eq!(
             s.to_string(),
             "done: forward 2, leave 1; failed: retry (returned) 1; delayed retries delivered 0, \
-             refused by their target 1; 3 wait in dlqd's delay queues for a later run"
+             refused by their target 1; 3 wait in dlqd.delay.d.q.* and 2 in dlqd.left.d.q; \
+             they move on when dlqd serves d.q again"
+        );
+        let none = Waiting {
+            dlq: "d".into(),
+            ..Waiting::default()
+        };
+        assert_eq!(
+            none.to_string(),
+            "0 wait in dlqd.delay.d.* and 0 in dlqd.left.d"
         );
         s.stopped_at_max = Some(4);
         assert!(

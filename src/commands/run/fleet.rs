@@ -368,7 +368,12 @@ impl Supervisor {
         } else if !self.running.contains_key(&queue) {
             // Retired (and not named again since).
             self.settings.metrics.for_queue(&queue).retire();
-            info!(queue = %queue, "retired");
+            match result.as_ref().ok().and_then(|s| s.waiting.as_ref()) {
+                Some(w) if w.total() > 0 => warn!(queue = %queue, delayed = w.delayed,
+                    left = w.left, "retired; {w}"),
+                Some(w) => info!(queue = %queue, "retired; {w}"),
+                None => info!(queue = %queue, "retired"),
+            }
         }
         self.ends.push((queue, result));
     }
