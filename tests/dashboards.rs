@@ -11,14 +11,13 @@ mod common;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{Broker, Way, props, start_dlqd, unique};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::http::{free_addr, scrape};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -331,22 +330,6 @@ fn the_dashboard_queries_are_promql() {
 }
 
 // ---- against a real run ----
-
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
-
-/// GET /metrics over plain HTTP/1.1; the body of a 200, or None.
-async fn scrape(addr: SocketAddr) -> Option<String> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let req = "GET /metrics HTTP/1.1\r\nHost: dlqd\r\nConnection: close\r\n\r\n";
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await.ok()?;
-    let (head, body) = buf.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
-}
 
 /// The families of an OpenMetrics text (`# TYPE name type`), and the sample names
 /// each may have (OpenMetrics adds `_total` to counters; histograms have `_bucket`,

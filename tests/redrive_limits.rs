@@ -36,6 +36,31 @@ fn audit_times(path: &std::path::Path) -> Vec<SystemTime> {
         .collect()
 }
 
+/// The rate the audit trail's `n` ok lines were written at is within 10% of `want`/s.
+fn assert_rate(audit: &std::path::Path, n: usize, want: f64) {
+    let times = audit_times(audit);
+    assert_eq!(times.len(), n, "one ok line per message");
+    let span = times[n - 1]
+        .duration_since(times[0])
+        .expect("in order")
+        .as_secs_f64();
+    let rate = (n - 1) as f64 / span;
+    eprintln!("measured {rate:.1}/s over {span:.2}s, asked {want}/s");
+    assert!(
+        (rate - want).abs() <= want / 10.0,
+        "measured {rate:.1}/s over {span:.2}s, asked {want}/s"
+    );
+}
+
+/// Every one of the `n` numbered messages arrived on `fwd` once, in order; the DLQ is
+/// empty.
+async fn assert_all_forwarded_in_order(b: &mut Broker, fwd: &str, dlq: &str, n: usize) {
+    let got = b.drain(fwd).await;
+    let want: Vec<String> = (0..n).map(|i| format!("m{i:04}")).collect();
+    assert_eq!(bodies(&got), want);
+    assert_eq!(b.count(dlq).await, 0);
+}
+
 fn forward_rules(dir: &std::path::Path, dlq: &str, fwd: &str) -> std::path::PathBuf {
     rules_file(
         dir,
@@ -94,24 +119,10 @@ async fn a_paced_drain_keeps_to_the_rate_and_holds_little() {
         "{most_held} held unacknowledged at most"
     );
 
-    let times = audit_times(&audit);
-    assert_eq!(times.len(), N, "one ok line per message");
-    let span = times[N - 1]
-        .duration_since(times[0])
-        .expect("in order")
-        .as_secs_f64();
-    let rate = (N - 1) as f64 / span;
-    eprintln!("measured {rate:.1}/s over {span:.2}s; held at most {most_held} ({samples} samples)");
-    assert!(
-        (rate - 100.0).abs() <= 10.0,
-        "measured {rate:.1}/s over {span:.2}s, asked 100/s"
-    );
-
+    eprintln!("held at most {most_held} ({samples} samples)");
+    assert_rate(&audit, N, 100.0);
     // Every message in came out once, in order; the DLQ is empty.
-    let got = b.drain(&fwd).await;
-    let want: Vec<String> = (0..N).map(|i| format!("m{i:04}")).collect();
-    assert_eq!(bodies(&got), want);
-    assert_eq!(b.count(&dlq).await, 0);
+    assert_all_forwarded_in_order(&mut b, &fwd, &dlq, N).await;
     b.cleanup().await;
 }
 
@@ -224,22 +235,8 @@ async fn a_rules_rate_paces_the_drain() {
     );
     let status = d.wait(T).await;
     assert!(status.success(), "{status}\n{}", d.stderr_tail(30));
-    let times = audit_times(&audit);
-    assert_eq!(times.len(), N, "one ok line per message");
-    let span = times[N - 1]
-        .duration_since(times[0])
-        .expect("in order")
-        .as_secs_f64();
-    let rate = (N - 1) as f64 / span;
-    eprintln!("measured {rate:.1}/s over {span:.2}s (RATE(50/s))");
-    assert!(
-        (rate - 50.0).abs() <= 5.0,
-        "measured {rate:.1}/s over {span:.2}s, RATE(50/s)"
-    );
-    let got = b.drain(&fwd).await;
-    let want: Vec<String> = (0..N).map(|i| format!("m{i:04}")).collect();
-    assert_eq!(bodies(&got), want);
-    assert_eq!(b.count(&dlq).await, 0);
+    assert_rate(&audit, N, 50.0);
+    assert_all_forwarded_in_order(&mut b, &fwd, &dlq, N).await;
     b.cleanup().await;
 }
 

@@ -8,6 +8,7 @@ pub mod census;
 pub mod cluster;
 pub mod dlqd;
 pub mod fixture;
+pub mod http;
 pub mod lab;
 pub mod management;
 pub mod mix;
