@@ -78,14 +78,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let runtime = runtime().context("cannot start the async runtime")?;
     let (urls, metrics_addr) = (args.broker.urls.clone(), args.metrics_addr);
     let summary = runtime.block_on(async move {
-        let server = match metrics_addr {
-            Some(addr) => Some(
-                MetricsServer::bind(addr)
-                    .await?
-                    .spawn(metrics, std::future::pending()),
-            ),
-            None => None,
-        };
+        let server = serve_metrics(metrics_addr, metrics).await?;
         // The gauge and the progress bar want the depth while messages flow.
         let watch = (metrics_addr.is_some() || observer.progress().is_visible())
             .then(|| depth_watch::spawn(urls, config.queue.clone(), DEPTH_EVERY, observer.clone()));
@@ -153,6 +146,21 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
             .enable_all()
             .build(),
     }
+}
+
+/// `--metrics-addr`: the metrics server, bound and serving until the runtime ends.
+async fn serve_metrics(
+    addr: Option<std::net::SocketAddr>,
+    metrics: Metrics,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    Ok(match addr {
+        Some(addr) => Some(
+            MetricsServer::bind(addr)
+                .await?
+                .spawn(metrics, std::future::pending()),
+        ),
+        None => None,
+    })
 }
 
 /// Resolves [`STOP_PROMISE`] after the first stop signal (never without one).

@@ -23,7 +23,7 @@ use tracing::{error, info, warn};
 
 use super::{
     DEPTH_EVERY, EXIT_ACTIONS_FAILED, ONCE_CONNECT_DEADLINE, STOP_PROMISE, limits, log_warnings,
-    overdue, runtime,
+    overdue, runtime, serve_metrics,
 };
 use crate::audit::Audit;
 use crate::cli::RunArgs;
@@ -31,7 +31,6 @@ use crate::daemon::{self, Config, Control, DaemonError, Summary};
 use crate::depth_watch::{self, Watched};
 use crate::fleet::{self, FleetError, Members, Read};
 use crate::metrics::Metrics;
-use crate::metrics_server::MetricsServer;
 use crate::observer::Observer;
 use crate::progress::Progress;
 use crate::rules::Table;
@@ -108,14 +107,7 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let runtime = runtime().context("cannot start the async runtime")?;
     let (urls, metrics_addr, once) = (args.broker.urls.clone(), args.metrics_addr, args.once);
     let ends = runtime.block_on(async move {
-        let server = match metrics_addr {
-            Some(addr) => Some(
-                MetricsServer::bind(addr)
-                    .await?
-                    .spawn(metrics, std::future::pending()),
-            ),
-            None => None,
-        };
+        let server = serve_metrics(metrics_addr, metrics).await?;
         let (watched, watched_rx) = watch::channel(Watched::new());
         let depth = metrics_addr
             .is_some()
