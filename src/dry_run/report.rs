@@ -10,8 +10,6 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::time::Duration;
 
-use serde::Serialize;
-
 use super::Summary;
 use super::columns::{self, Column};
 use crate::dead_letter::DeadLetter;
@@ -225,29 +223,72 @@ pub fn text_line<W: Write>(
     Ok(())
 }
 
-#[derive(Serialize)]
-struct JsonExplain<'a> {
-    rule: u32,
-    why: &'a str,
+/// `s` as a JSON string, quoted, into `out`, byte for byte as serde_json writes it:
+/// `"` and `\` escaped, the control characters below U+0020 as `\b \t \n \f \r`
+/// or `\u00xx` (lower-case hex), everything else (U+007F and non-ASCII too) as is. The
+/// runs between escapes are copied whole.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    json_escaped(out, s);
+    out.push(b'"');
 }
 
-#[derive(Serialize)]
-struct JsonEntry<'a> {
-    index: u64,
-    message_id: Option<&'a str>,
-    rule: Option<u32>,
-    action: &'static str,
-    target: Option<&'a str>,
-    delay_ms: Option<u64>,
-    attempt: Option<u32>,
-    why: &'a str,
-    /// Why the handler cannot carry out this retry or forward (its target is null).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    unroutable: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    explain: Option<Vec<JsonExplain<'a>>>,
+/// `s` escaped as inside a JSON string ([`json_str`]), without the quotes.
+fn json_escaped(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        start = i + 1;
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x09 => out.extend_from_slice(b"\\t"),
+            0x0a => out.extend_from_slice(b"\\n"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            0x0d => out.extend_from_slice(b"\\r"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]),
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
 }
 
+/// `value` in decimal into `out`, or `null` for `None`.
+fn json_number(out: &mut Vec<u8>, value: Option<u64>) {
+    let Some(mut n) = value else {
+        out.extend_from_slice(b"null");
+        return;
+    };
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// One message as one JSON line, written straight into a reused buffer:
+/// `{"index":..,"message_id":..,"rule":..,"action":..,"target":..,"delay_ms":..,
+/// "attempt":..,"why":..}`, then `"unroutable"` when the retry or forward cannot be
+/// carried out (its target is null) and `"explain":[{"rule":..,"why":..},..]` with
+/// --explain. Compact, as serde_json wrote it before: the snapshots hold the bytes.
 pub fn json_line<W: Write>(
     out: &mut W,
     decider: &Decider,
@@ -256,56 +297,70 @@ pub fn json_line<W: Write>(
     bufs: &mut Bufs,
 ) -> io::Result<()> {
     let o = &e.decision.outcome;
-    let Bufs {
-        target, why, json, ..
-    } = bufs;
-    // [`Outcome::target`], without allocating.
-    target.clear();
-    let has_target = match o {
-        _ if o.unroutable().is_some() => false,
-        Outcome::Retry { queue, .. } => {
-            target.push_str(queue);
-            true
-        }
+    let Bufs { why, json, .. } = bufs;
+    json.clear();
+    json.extend_from_slice(b"{\"index\":");
+    json_number(json, Some(e.index));
+    json.extend_from_slice(b",\"message_id\":");
+    match e.dl.message.properties.message_id.as_deref() {
+        Some(id) => json_str(json, id),
+        None => json.extend_from_slice(b"null"),
+    }
+    json.extend_from_slice(b",\"rule\":");
+    json_number(json, e.decision.line.map(u64::from));
+    json.extend_from_slice(b",\"action\":");
+    json_str(json, o.name());
+    json.extend_from_slice(b",\"target\":");
+    // [`Outcome::target`]: escaping works byte by byte, so the parts of
+    // `exchange/routing-key` are escaped apart.
+    match o {
+        _ if o.unroutable().is_some() => json.extend_from_slice(b"null"),
+        Outcome::Retry { queue, .. } => json_str(json, queue),
         Outcome::Forward {
             exchange,
             routing_key,
             ..
         } => {
+            json.push(b'"');
             if !exchange.is_empty() {
-                target.push_str(exchange);
-                target.push('/');
+                json_escaped(json, exchange);
+                json.push(b'/');
             }
-            target.push_str(routing_key);
-            true
+            json_escaped(json, routing_key);
+            json.push(b'"');
         }
-        Outcome::Discard { .. } | Outcome::Leave => false,
-    };
+        Outcome::Discard { .. } | Outcome::Leave => json.extend_from_slice(b"null"),
+    }
+    json.extend_from_slice(b",\"delay_ms\":");
+    json_number(
+        json,
+        delay_of(o).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    );
+    json.extend_from_slice(b",\"attempt\":");
+    json_number(json, attempt_of(o).map(u64::from));
+    json.extend_from_slice(b",\"why\":");
     why.clear();
     decider.why_into(e.dl, e.decision, why);
-    let entry = JsonEntry {
-        index: e.index,
-        message_id: e.dl.message.properties.message_id.as_deref(),
-        rule: e.decision.line,
-        action: o.name(),
-        target: has_target.then_some(target.as_str()),
-        delay_ms: delay_of(o).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-        attempt: attempt_of(o),
-        why,
-        unroutable: unroutable_note(o),
-        explain: with_explain.then(|| {
-            e.explain
-                .iter()
-                .map(|(i, why)| JsonExplain {
-                    rule: line_of(decider, *i),
-                    why,
-                })
-                .collect()
-        }),
-    };
-    json.clear();
-    serde_json::to_writer(&mut *json, &entry).map_err(io::Error::other)?;
-    json.push(b'\n');
+    json_str(json, why);
+    if let Some(note) = unroutable_note(o) {
+        json.extend_from_slice(b",\"unroutable\":");
+        json_str(json, &note);
+    }
+    if with_explain {
+        json.extend_from_slice(b",\"explain\":[");
+        for (n, (i, why)) in e.explain.iter().enumerate() {
+            if n > 0 {
+                json.push(b',');
+            }
+            json.extend_from_slice(b"{\"rule\":");
+            json_number(json, Some(u64::from(line_of(decider, *i))));
+            json.extend_from_slice(b",\"why\":");
+            json_str(json, why);
+            json.push(b'}');
+        }
+        json.push(b']');
+    }
+    json.extend_from_slice(b"}\n");
     out.write_all(json)
 }
 
