@@ -176,11 +176,15 @@ impl Decider {
         if let (Action::Retry(r), Outcome::Retry { attempt, .. }) =
             (&rule.action, &decision.outcome)
         {
-            // Writing into a String cannot fail.
-            let _ = match r.limit {
-                Some(n) => write!(out, "; attempt {attempt} of {n}"),
-                None => write!(out, "; attempt {attempt}, no limit"),
-            };
+            out.push_str("; attempt ");
+            push_decimal(out, u64::from(*attempt));
+            match r.limit {
+                Some(n) => {
+                    out.push_str(" of ");
+                    push_decimal(out, u64::from(n));
+                }
+                None => out.push_str(", no limit"),
+            }
         }
     }
 
@@ -262,6 +266,21 @@ pub fn resolve(template: &Template, dl: &DeadLetter) -> String {
 /// "REASON 'maxlen' matches 'maxlen', DESTQ 'orders.eu' matches 'orders.*'", or
 /// "catch-all rule", appended to `out`. The message's values are escaped
 /// (`crate::escape`): the text goes into report lines.
+/// `n` in decimal onto `out`, as `Display` writes it, without the formatting machinery.
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
+}
+
 fn matched_on(rule: &Rule, dl: &DeadLetter, out: &mut String) {
     use crate::rules::field::{Field, Kind, Values};
     let p = &rule.patterns;
@@ -284,7 +303,12 @@ fn matched_on(rule: &Rule, dl: &DeadLetter, out: &mut String) {
                         many => many.find(|v| pat.matches(v)).unwrap_or(""),
                     };
                     next(out);
-                    let _ = write!(out, "{kw} '{}' matches '{}'", Escaped(value), pat.shown());
+                    out.push_str(kw);
+                    out.push_str(" '");
+                    out.push_str(&crate::escape::text(value));
+                    out.push_str("' matches '");
+                    pat.shown().push_to(out);
+                    out.push('\'');
                 }
             }
             Kind::Flag(_) => {

@@ -91,6 +91,20 @@ impl Pattern {
 /// A pattern as written in a rules file: [`Pattern::shown`].
 pub struct Source<'a>(&'a Pattern);
 
+impl Source<'_> {
+    /// What `Display` writes, pushed onto `out` without the formatting machinery.
+    pub fn push_to(&self, out: &mut String) {
+        match self.0 {
+            Pattern::Literal(l) | Pattern::Glob(l) => out.push_str(l),
+            Pattern::Regex(r) => {
+                out.push('/');
+                out.push_str(r.as_str());
+                out.push('/');
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for Source<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
