@@ -227,7 +227,7 @@ pub fn text_line<W: Write>(
 /// `"` and `\` escaped, the control characters below U+0020 as `\b \t \n \f \r`
 /// or `\u00xx` (lower-case hex), everything else (U+007F and non-ASCII too) as is. The
 /// runs between escapes are copied whole.
-fn json_str(out: &mut Vec<u8>, s: &str) {
+pub(super) fn json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     json_escaped(out, s);
     out.push(b'"');

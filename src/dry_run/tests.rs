@@ -226,3 +226,29 @@ fn producer_text_is_escaped_in_the_text_report() {
         "       line 1 skipped: DESTQ 'q\\r' does not match 'a'"
     );
 }
+
+/// The report's JSON strings are the bytes serde_json writes: every ASCII character
+/// alone and amid text, U+007F, non-ASCII, and runs of escapes.
+#[test]
+fn json_strings_as_serde_json_writes_them() {
+    let mut cases: Vec<String> = (0u8..=0x7f).map(|b| char::from(b).to_string()).collect();
+    cases.extend((0u8..=0x7f).map(|b| format!("ab{}cd", char::from(b))));
+    cases.extend(
+        [
+            "",
+            "plain",
+            "q\"uote\\back",
+            "\"\"\\\\",
+            "\n\r\t\x08\x0c\x00\x1f",
+            "café 😀 \u{202E}",
+            "</script>",
+        ]
+        .map(String::from),
+    );
+    let mut out = Vec::new();
+    for s in &cases {
+        out.clear();
+        report::json_str(&mut out, s);
+        assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
+    }
+}
