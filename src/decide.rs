@@ -263,24 +263,14 @@ pub fn resolve(template: &Template, dl: &DeadLetter) -> String {
     out
 }
 
+/// `n` in decimal onto `out`, as `Display` writes it, without the formatting machinery.
+fn push_decimal(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
 /// "REASON 'maxlen' matches 'maxlen', DESTQ 'orders.eu' matches 'orders.*'", or
 /// "catch-all rule", appended to `out`. The message's values are escaped
 /// (`crate::escape`): the text goes into report lines.
-/// `n` in decimal onto `out`, as `Display` writes it, without the formatting machinery.
-fn push_decimal(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(digits[at..].iter().map(|&d| char::from(d)));
-}
-
 fn matched_on(rule: &Rule, dl: &DeadLetter, out: &mut String) {
     use crate::rules::field::{Field, Kind, Values};
     let p = &rule.patterns;

@@ -130,21 +130,10 @@ fn target_cell(out: &mut String, o: &Outcome) {
 /// the formatting machinery: a line has three of them).
 fn number_cell(out: &mut String, value: Option<u64>) {
     out.clear();
-    let Some(mut n) = value else {
-        out.push('-');
-        return;
-    };
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+    match value {
+        Some(n) => out.push_str(itoa::Buffer::new().format(n)),
+        None => out.push('-'),
     }
-    out.extend(digits[at..].iter().map(|&d| d as char));
 }
 
 /// The DELAY cell: the delay as humantime writes it, or `-`; formatted again only when
@@ -267,21 +256,10 @@ fn json_escaped(out: &mut Vec<u8>, s: &str) {
 
 /// `value` in decimal into `out`, or `null` for `None`.
 fn json_number(out: &mut Vec<u8>, value: Option<u64>) {
-    let Some(mut n) = value else {
-        out.extend_from_slice(b"null");
-        return;
-    };
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+    match value {
+        Some(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+        None => out.extend_from_slice(b"null"),
     }
-    out.extend_from_slice(&digits[at..]);
 }
 
 /// One message as one JSON line, written straight into a reused buffer:
